@@ -1,0 +1,1 @@
+"""Hydra search-path plugin of ase-qdf (see ase_qdf_searchpath.py)."""

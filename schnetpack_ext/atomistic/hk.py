@@ -1,0 +1,82 @@
+"""The Hohenberg-Kohn (HK) map of QDF: electron density -> external potential.
+
+By the first Hohenberg-Kohn theorem the ground-state density determines the
+external potential. QDF learns this map point-wise on the grid and trains it
+against the analytic Gaussian potential of the nuclei, which constrains the
+learned orbitals to carry a physically meaningful density.
+
+References:
+    .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
+    .. [#brockherde] Brockherde et al. Bypassing the Kohn-Sham equations with
+       machine learning. Nat. Commun. 8, 872 (2017).
+"""
+
+from typing import Dict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import schnetpack.nn as snn
+
+from schnetpack_ext.representation.qdf import (
+    density_key,
+    external_potential_key,
+    grid_weights_key,
+)
+
+__all__ = ["HKPotential"]
+
+
+class HKPotential(nn.Module):
+    """Point-wise MLP from the density rho(r) to the potential V(r) (eV-free units).
+
+    Layout as in the paper: Linear(1 -> H), ``n_layers`` x [Linear(H -> H) + ReLU],
+    Linear(H -> 1).
+
+    During training the map can be evaluated on a random fraction of the grid
+    points only: the weighted mean squared error over a uniform random subset
+    is an unbiased estimate of the full one, at a fraction of the cost.
+    Evaluation always uses all points.
+
+    Args:
+        n_hidden: hidden width H.
+        n_layers: number of hidden H x H layers.
+        point_fraction: fraction of grid points used in training mode.
+        output_key: key of the predicted potential; the matching analytic
+            potential and quadrature weights are written to
+            ``output_key + "_target"`` and ``output_key + "_weights"``.
+    """
+
+    def __init__(
+        self,
+        n_hidden: int = 250,
+        n_layers: int = 3,
+        point_fraction: float = 1.0,
+        output_key: str = "hk_potential",
+    ):
+        super().__init__()
+        if not 0.0 < point_fraction <= 1.0:
+            raise ValueError("point_fraction must lie in (0, 1]")
+        self.point_fraction = point_fraction
+        self.output_key = output_key
+        self.target_key = output_key + "_target"
+        self.weights_key = output_key + "_weights"
+        layers = [snn.Dense(1, n_hidden, activation=None)]
+        layers += [snn.Dense(n_hidden, n_hidden, activation=F.relu) for _ in range(n_layers)]
+        layers += [snn.Dense(n_hidden, 1, activation=None)]
+        self.mlp = nn.Sequential(*layers)
+        self.model_outputs = [output_key, self.target_key, self.weights_key]
+
+    def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        density = inputs[density_key]
+        target = inputs[external_potential_key]
+        weights = inputs[grid_weights_key]
+        if self.training and self.point_fraction < 1.0:
+            n_keep = max(1, int(round(self.point_fraction * density.shape[0])))
+            keep = torch.randperm(density.shape[0], device=density.device)[:n_keep]
+            density, target, weights = density[keep], target[keep], weights[keep]
+        inputs[self.output_key] = self.mlp(density[:, None]).squeeze(-1)
+        inputs[self.target_key] = target
+        inputs[self.weights_key] = weights
+        return inputs

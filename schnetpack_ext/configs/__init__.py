@@ -1,0 +1,1 @@
+"""Hydra configs of schnetpack_ext (found by spktrain through a search-path plugin)."""

@@ -1,0 +1,29 @@
+"""Datasets and data modules for SchNetPack."""
+
+from .qm9pack import (
+    QM9PACK_ATOMREFS_HARTREE,
+    QM9PACK_SUBSETS,
+    QM9Pack,
+    build_qm9pack_db,
+    default_cache_dir,
+    make_split,
+    qm9pack_atomrefs_ev,
+    qm9pack_atoms,
+    qm9pack_data_dir,
+    qm9pack_rows,
+    read_qm9pack_names,
+)
+
+__all__ = [
+    "QM9PACK_ATOMREFS_HARTREE",
+    "QM9PACK_SUBSETS",
+    "QM9Pack",
+    "build_qm9pack_db",
+    "default_cache_dir",
+    "make_split",
+    "qm9pack_atomrefs_ev",
+    "qm9pack_atoms",
+    "qm9pack_data_dir",
+    "qm9pack_rows",
+    "read_qm9pack_names",
+]

@@ -1,0 +1,181 @@
+"""Training QDF with the Hohenberg-Kohn auxiliary loss in SchNetPack's task.
+
+Two modes combine the energy loss and the HK potential loss:
+
+- ``joint``: one optimizer step on ``loss_E + w_HK * loss_V`` (fast, default);
+- ``alternating``: two optimizer steps per batch, first on the energy loss,
+  then on the potential loss, as in the paper;
+- ``off``: the HK loss is ignored in training (still logged).
+
+References:
+    .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
+"""
+
+from typing import Dict, List, Optional
+
+import torch
+
+from schnetpack.task import UnsupervisedModelOutput
+
+from schnetpack_ext.task import TrustedAtomisticTask
+
+__all__ = ["HKPotentialOutput", "QDFTask"]
+
+
+class HKPotentialOutput(UnsupervisedModelOutput):
+    """Loss and metrics of the HK map against the analytic external potential.
+
+    The target is computed by the model from the molecule (no dataset column),
+    so this is an unsupervised output: both prediction and target live in the
+    model outputs. The loss is the quadrature-weighted mean squared error over
+    all grid points (the plain mean on the paper grid, whose weights are 1).
+
+    Args:
+        name: key of the predicted potential (the ``output_key`` of
+            :class:`schnetpack_ext.atomistic.HKPotential`).
+        loss_weight: weight in the joint loss.
+        metrics: torchmetrics, called as ``metric(prediction, target)``.
+    """
+
+    def __init__(
+        self,
+        name: str = "hk_potential",
+        loss_weight: float = 1.0,
+        metrics: Optional[Dict] = None,
+    ):
+        super().__init__(
+            name=name,
+            loss_fn=None,
+            loss_weight=loss_weight,
+            metrics=metrics or {},
+            target_property=name + "_target",
+        )
+        self.weights_key = name + "_weights"
+
+    def potential_loss(self, pred: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Quadrature-weighted MSE of the potential (without ``loss_weight``)."""
+        weights = pred[self.weights_key]
+        error2 = (pred[self.name] - pred[self.target_property].detach()) ** 2
+        return (weights * error2).sum() / weights.sum()
+
+    def calculate_loss(self, pred, target=None):
+        if self.loss_weight == 0:
+            return 0.0
+        return self.loss_weight * self.potential_loss(pred)
+
+    def update_metrics(self, pred, target, subset):
+        for metric in self.metrics[subset].values():
+            metric(pred[self.name].detach(), pred[self.target_property].detach())
+
+
+class QDFTask(TrustedAtomisticTask):
+    """:class:`schnetpack.AtomisticTask` with the QDF Hohenberg-Kohn training modes.
+
+    Args:
+        hk_mode: ``"joint"``, ``"alternating"`` or ``"off"``.
+        **kwargs: see :class:`schnetpack.AtomisticTask`.
+    """
+
+    def __init__(self, *args, hk_mode: str = "joint", **kwargs):
+        if hk_mode not in ("joint", "alternating", "off"):
+            raise ValueError(f"hk_mode must be joint, alternating or off, not {hk_mode!r}")
+        super().__init__(*args, **kwargs)
+        self.hk_mode = hk_mode
+        self.automatic_optimization = hk_mode != "alternating"
+
+    def _split_outputs(self):
+        hk = [o for o in self.outputs if isinstance(o, HKPotentialOutput)]
+        other = [o for o in self.outputs if not isinstance(o, HKPotentialOutput)]
+        return other, hk
+
+    def _targets(self, batch):
+        targets = {
+            output.target_property: batch[output.target_property]
+            for output in self.outputs
+            if not isinstance(output, UnsupervisedModelOutput)
+        }
+        if "considered_atoms" in batch:
+            targets["considered_atoms"] = batch["considered_atoms"]
+        return targets
+
+    def _step(self, batch, subset: str):
+        """Forward pass, per-part losses logged, total loss returned."""
+        targets = self._targets(batch)
+        pred = self.predict_without_postprocessing(batch)
+        pred, targets = self.apply_constraints(pred, targets)
+        energy_outputs, hk_outputs = self._split_outputs()
+        loss_energy = sum(o.calculate_loss(pred, targets) for o in energy_outputs)
+        loss = loss_energy
+        batch_size = len(batch["_idx"])
+        on_step = subset == "train"
+        for o in hk_outputs:
+            loss_v = o.potential_loss(pred)
+            self.log(f"{subset}_{o.name}_loss", loss_v, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
+            if self.hk_mode == "joint":
+                loss = loss + o.loss_weight * loss_v
+        self.log(f"{subset}_energy_loss", loss_energy, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
+        self.log_metrics(pred, targets, subset)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        if self.hk_mode != "alternating":
+            loss = self._step(batch, "train")
+            self.log("train_loss", loss, on_step=True, on_epoch=False)
+            return loss
+
+        # the paper's scheme: an energy step, then a potential step, one optimizer
+        optimizer = self.optimizers()
+        energy_outputs, hk_outputs = self._split_outputs()
+        targets = self._targets(batch)  # before the forward pass overwrites batch keys
+        batch_size = len(batch["_idx"])
+
+        pred = self.predict_without_postprocessing(batch)
+        pred, targets = self.apply_constraints(pred, targets)
+        loss_energy = sum(o.calculate_loss(pred, targets) for o in energy_outputs)
+        optimizer.zero_grad()
+        self.manual_backward(loss_energy)
+        optimizer.step()
+        self.log_metrics(pred, targets, "train")
+        self.log("train_energy_loss", loss_energy.detach(), on_step=True, batch_size=batch_size)
+
+        loss_potential = None
+        if hk_outputs:
+            pred = self.predict_without_postprocessing(batch)
+            loss_potential = sum(o.loss_weight * o.potential_loss(pred) for o in hk_outputs)
+            optimizer.zero_grad()
+            self.manual_backward(loss_potential)
+            optimizer.step()
+            for o in hk_outputs:
+                self.log(f"train_{o.name}_loss", o.potential_loss(pred).detach(), on_step=True, batch_size=batch_size)
+        total = loss_energy.detach() + (0.0 if loss_potential is None else loss_potential.detach())
+        self.log("train_loss", total, on_step=True, on_epoch=False, batch_size=batch_size)
+        return total
+
+    def validation_step(self, batch, batch_idx):
+        torch.set_grad_enabled(self.grad_enabled)
+        loss = self._step(batch, "val")
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["_idx"]))
+        return {"val_loss": loss}
+
+    def test_step(self, batch, batch_idx):
+        torch.set_grad_enabled(self.grad_enabled)
+        loss = self._step(batch, "test")
+        self.log("test_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["_idx"]))
+        return {"test_loss": loss}
+
+    def on_train_epoch_end(self):
+        # manual optimisation: Lightning does not step the schedulers itself
+        if self.automatic_optimization:
+            return
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        if not isinstance(schedulers, list):
+            schedulers = [schedulers]
+        for scheduler in schedulers:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                metric = self.trainer.callback_metrics.get(self.schedule_monitor or "val_loss")
+                if metric is not None:
+                    scheduler.step(metric)
+            else:
+                scheduler.step()

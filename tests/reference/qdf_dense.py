@@ -1,0 +1,78 @@
+"""Slow, dense, independent NumPy implementation of QDF_SPEC §1 for tests.
+
+Written literally from the formulas (full grid x full orbital matrices, no
+cutoff, explicit coefficient column normalisation), for tiny molecules only.
+"""
+
+import itertools
+
+import numpy as np
+
+ORBITALS = {1: [1] * 4}
+for z in (6, 7, 8, 9):
+    ORBITALS[z] = [1] * 6 + [2] * 4 + [2] * 4
+# running orbital-type index, in element order H, C, N, O, F
+TYPE_START = {}
+_n = 0
+for z in sorted(ORBITALS):
+    TYPE_START[z] = _n
+    _n += len(ORBITALS[z])
+
+
+def paper_offsets():
+    axis = [-0.75, -0.45, -0.15, 0.15, 0.45, 0.75]
+    pts = [p for p in itertools.product(axis, repeat=3) if np.linalg.norm(p) <= 0.75 + 1e-9]
+    return np.array(pts, dtype=float)
+
+
+def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weights=None):
+    """Return per-atom features, density, external potential and grid points.
+
+    Args:
+        numbers: (n,) atomic numbers.
+        positions: (n, 3) Å.
+        zeta: (n_types,) exponents.
+        coefficients: (n_types, D).
+        layers: list of (W, b) of the ReLU functional MLP, W of shape (D_out, D_in).
+        offsets, weights: grid per atom (paper grid and unit weights by default).
+    """
+    numbers = np.asarray(numbers)
+    positions = np.asarray(positions, dtype=float)
+    if offsets is None:
+        offsets = paper_offsets()
+    if weights is None:
+        weights = np.ones(len(offsets))
+    grid = np.concatenate([r + offsets for r in positions])  # (n * G, 3)
+    w = np.tile(weights, len(numbers))
+    owner = np.repeat(np.arange(len(numbers)), len(offsets))
+
+    # orbitals of the molecule: (centre, q, type)
+    centres, qs, types = [], [], []
+    for a, z in enumerate(numbers):
+        for k, q in enumerate(ORBITALS[int(z)]):
+            centres.append(positions[a])
+            qs.append(q)
+            types.append(TYPE_START[int(z)] + k)
+    centres, qs, types = np.array(centres), np.array(qs), np.array(types)
+
+    d = np.linalg.norm(grid[:, None, :] - centres[None, :, :], axis=-1)  # (Ng, M)
+    phi = d ** (qs - 1) * np.exp(-zeta[types] * d**2)
+    phi[d == 0] = 0.0
+    phi = phi / np.sqrt((w[:, None] * phi**2).sum(0))  # basis normalisation
+
+    C = coefficients[types]  # (M, D)
+    C = C / np.linalg.norm(C, axis=0)  # column normalisation
+    psi = phi @ C  # (Ng, D)
+    n_electrons = numbers.sum()
+    D = C.shape[1]
+    psi = psi * np.sqrt(n_electrons / D / (w[:, None] * psi**2).sum(0))
+
+    h = psi
+    for W, b in layers:
+        h = np.maximum(h @ W.T + b, 0.0)
+    features = np.zeros((len(numbers), D))
+    np.add.at(features, owner, w[:, None] * h)
+
+    density = (psi**2).sum(1)
+    potential = -(numbers[None, :] * np.exp(-np.linalg.norm(grid[:, None] - positions[None], axis=-1) ** 2)).sum(1)
+    return features, density, potential, grid

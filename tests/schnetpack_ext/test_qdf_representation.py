@@ -1,0 +1,164 @@
+"""The QDF representation against the dense reference and the symmetries."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+from scipy.spatial.transform import Rotation
+
+import schnetpack as spk
+
+from schnetpack_ext.atomistic import HKPotential
+from schnetpack_ext.representation import QDF
+from tests.reference.qdf_dense import paper_offsets, qdf_dense
+
+
+def build_model(rep, forces=False, dtype=torch.float64):
+    outputs = [spk.atomistic.Atomwise(n_in=rep.n_atom_basis, n_layers=1, output_key="energy")]
+    if forces:
+        outputs.append(spk.atomistic.Forces(energy_key="energy"))
+    model = spk.model.NeuralNetworkPotential(
+        representation=rep,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=outputs,
+    )
+    return model.to(dtype)
+
+
+def converter(cutoff, dtype=torch.float64):
+    return spk.interfaces.AtomsConverter(
+        neighbor_list=spk.transform.ASENeighborList(cutoff=cutoff), dtype=dtype
+    )
+
+
+def energy(model, atoms, cutoff):
+    return model(converter(cutoff)(atoms))["energy"].detach().numpy()
+
+
+@pytest.mark.parametrize("name", ["H2O", "HCN", "CH3COF"])
+def test_fast_path_matches_dense_reference_on_paper_grid(name):
+    torch.manual_seed(3)
+    rep = QDF(n_atom_basis=16, grid="paper", activation="relu", basis_cutoff=40.0, zeta_min=0.0)
+    with torch.no_grad():
+        rep.zeta_raw.add_(0.3 * torch.randn_like(rep.zeta_raw))
+    rep = rep.double()
+    atoms = molecule(name)
+    inputs = converter(rep.cutoff)(atoms)
+    inputs = spk.atomistic.PairwiseDistances()(inputs)
+    out = rep(inputs)
+
+    layers = [(l.weight.detach().numpy(), l.bias.detach().numpy()) for l in rep.functional]
+    features, density, potential, grid = qdf_dense(
+        atoms.numbers, atoms.positions, rep.zeta.detach().numpy(),
+        rep.coefficients.detach().numpy(), layers,
+    )
+    fast = out["scalar_representation"].detach().numpy()
+    assert fast.shape == features.shape
+    rel = np.abs(fast - features).max() / np.abs(features).max()
+    assert rel < 1e-5
+    np.testing.assert_allclose(out["density"].detach().numpy(), density, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(out["external_potential"].numpy(), potential, rtol=1e-6, atol=1e-9)
+    # the density integrates to the electron count on the grid
+    assert out["density"].sum().item() == pytest.approx(atoms.numbers.sum(), rel=1e-9)
+
+
+def test_paper_grid_has_56_points():
+    rep = QDF(grid="paper")
+    assert rep.n_grid_points == 56
+    np.testing.assert_allclose(
+        np.sort(rep.grid_offsets.numpy(), axis=0), np.sort(paper_offsets(), axis=0), atol=1e-6
+    )
+
+
+def test_exponents_stay_positive_and_unknown_elements_are_named():
+    rep = QDF(n_atom_basis=8)
+    with torch.no_grad():
+        rep.zeta_raw.fill_(-1e3)
+    assert (rep.zeta >= rep.zeta_min).all() and (rep.zeta > 0).all()
+    model = build_model(rep)
+    with pytest.raises(ValueError, match=r"\[16\].*supported"):
+        energy(model, Atoms("SH2", positions=[[0, 0, 0], [0, 0, 1.34], [1.34, 0, 0]]), rep.cutoff)
+
+
+def _random_rotations(n, seed=0):
+    return Rotation.random(n, random_state=seed).as_matrix()
+
+
+def test_lebedev_grid_is_rotation_invariant_paper_grid_is_not():
+    torch.manual_seed(0)
+    atoms = molecule("CH3CH2OH")
+    deltas = {}
+    for grid, activation in (("lebedev", "silu"), ("paper", "relu")):
+        rep = QDF(n_atom_basis=32, grid=grid, activation=activation)
+        model = build_model(rep)
+        e0 = energy(model, atoms, rep.cutoff)[0]
+        diffs = []
+        for rot in _random_rotations(5):
+            rotated = atoms.copy()
+            rotated.positions = atoms.positions @ rot.T
+            diffs.append(abs(energy(model, rotated, rep.cutoff)[0] - e0))
+        deltas[grid] = (np.mean(diffs), abs(e0))
+    mean_leb, scale = deltas["lebedev"]
+    mean_paper, _ = deltas["paper"]
+    assert mean_leb < 1e-4 * scale
+    assert mean_paper > 100 * mean_leb
+
+
+def test_translation_and_permutation_invariance():
+    torch.manual_seed(1)
+    rep = QDF(n_atom_basis=16)
+    model = build_model(rep)
+    atoms = molecule("CH3CH2OH")
+    e0 = energy(model, atoms, rep.cutoff)
+    shifted = atoms.copy()
+    shifted.translate([3.1, -2.0, 7.5])
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    permuted = atoms[perm]
+    np.testing.assert_allclose(energy(model, shifted, rep.cutoff), e0, rtol=1e-10)
+    np.testing.assert_allclose(energy(model, permuted, rep.cutoff), e0, rtol=1e-10)
+
+
+def test_forces_match_finite_differences_and_have_no_net_force_or_torque():
+    torch.manual_seed(2)
+    rep = QDF(n_atom_basis=16)
+    model = build_model(rep, forces=True)
+    atoms = molecule("CH3OH")
+    atoms.rattle(0.05, seed=1)
+    conv = converter(rep.cutoff)
+    forces = model(conv(atoms))["forces"].detach().numpy()
+    h = 1e-4
+    numeric = np.zeros_like(forces)
+    for a in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[a, k] += h
+            minus.positions[a, k] -= h
+            numeric[a, k] = -(energy(model, plus, rep.cutoff)[0] - energy(model, minus, rep.cutoff)[0]) / (2 * h)
+    np.testing.assert_allclose(forces, numeric, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-9)
+
+
+def test_batch_of_different_molecules_equals_single_molecules():
+    torch.manual_seed(4)
+    rep = QDF(n_atom_basis=16)
+    model = build_model(rep)
+    mols = [molecule("H2O"), molecule("CH3CH2OH"), molecule("HCN")]
+    batched = model(converter(rep.cutoff)(mols))["energy"].detach().numpy()
+    single = np.array([energy(model, m, rep.cutoff)[0] for m in mols])
+    np.testing.assert_allclose(batched, single, rtol=1e-10)
+
+
+def test_hk_map_outputs_one_value_per_grid_point():
+    rep = QDF(n_atom_basis=16).double()
+    model = spk.model.NeuralNetworkPotential(
+        representation=rep,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[HKPotential(n_hidden=8)],
+    ).double()
+    atoms = molecule("H2O")
+    out = model(converter(rep.cutoff)(atoms))
+    n = len(atoms) * rep.n_grid_points
+    assert out["hk_potential"].shape == (n,)
+    assert out["external_potential"].shape == (n,)
+    assert (out["external_potential"] < 0).all()

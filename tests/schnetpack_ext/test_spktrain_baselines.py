@@ -1,0 +1,119 @@
+"""End-to-end `spktrain` runs of the SchNet baseline config (tiny sizes, CPU)."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SPKTRAIN = str(Path(sys.executable).with_name("spktrain"))
+if not os.path.exists(SPKTRAIN):
+    SPKTRAIN = shutil.which("spktrain")
+
+TINY = [
+    "data.max_molecules=100",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "model.representation.n_atom_basis=16",
+    "model.representation.n_interactions=1",
+    "print_config=False",
+    "logger=csv",
+]
+
+
+def spktrain(workdir: Path, run_id: str, *overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QDF_CACHE_DIR=str(workdir / "cache"))
+    cmd = [SPKTRAIN, "experiment=schnet_qm9_under14", *TINY, f"run.work_dir={workdir}",
+           f"run.data_dir={workdir}/data", f"run.id={run_id}", *overrides]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("spktrain")
+    proc = spktrain(work, "smoke")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work / "runs" / "smoke"
+
+
+def test_best_model_loads_and_predicts(run_dir):
+    from schnetpack.interfaces import SpkCalculator
+    from schnetpack.transform import MatScipyNeighborList
+    from schnetpack.utils import load_model
+
+    from schnetpack_ext.datasets import qm9pack_atoms
+
+    assert (run_dir / "best_model").is_file()
+    model = load_model(str(run_dir / "best_model"))
+    assert isinstance(model, torch.nn.Module)
+    calc = SpkCalculator(
+        model=str(run_dir / "best_model"),
+        neighbor_list=MatScipyNeighborList(cutoff=5.0),
+        energy_key="energy_U0",
+        force_key=None,  # energy-only model: SpkCalculator otherwise demands forces
+        energy_unit="eV",
+        position_unit="Ang",
+    )
+    name, atoms, u0 = next(m for m in qm9pack_atoms("under14", 20) if m[0] == "dsgdb9nsd_000014")
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    assert np.isfinite(energy)
+    # atomrefs + mean are added back, so even a 1-epoch model is near U0 (~ -4217 eV)
+    assert abs(energy - u0) < 20.0
+
+
+def test_checkpoint_needs_trusted_loading(run_dir):
+    """The trap: plain Lightning/SchNetPack loading fails on SchNetPack checkpoints."""
+    import schnetpack
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    from schnetpack_ext.task import TrustedAtomisticTask
+    from schnetpack_ext.train import TrustedCheckpointIO
+
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        schnetpack.AtomisticTask.load_from_checkpoint(str(ckpt))
+    with pytest.raises(pickle.UnpicklingError):
+        TorchCheckpointIO().load_checkpoint(str(ckpt))
+
+    task = TrustedAtomisticTask.load_from_checkpoint(str(ckpt))
+    assert isinstance(task.model, torch.nn.Module)
+    assert "state_dict" in TrustedCheckpointIO().load_checkpoint(str(ckpt))
+    with pytest.raises(pickle.UnpicklingError):  # an explicit True is respected
+        TrustedCheckpointIO().load_checkpoint(str(ckpt), weights_only=True)
+
+
+def test_resume_from_last_checkpoint(run_dir):
+    """Second spktrain in the same run dir resumes via trainer.fit(ckpt_path=last.ckpt)."""
+    work = run_dir.parent.parent
+    proc = spktrain(work, "smoke", "trainer.max_epochs=2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Resuming from checkpoint" in proc.stdout + proc.stderr
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1
+
+
+def test_plain_atomistic_task_fails_in_spktrain(tmp_path):
+    """Without the fix, spktrain crashes at trainer.test(ckpt_path="best")."""
+    proc = spktrain(tmp_path, "plain", "task._target_=schnetpack.AtomisticTask", "~trainer.plugins")
+    assert proc.returncode != 0
+    assert "Weights only load failed" in proc.stdout + proc.stderr
+
+
+def test_painn_config_composes():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
+        cfg = compose("train", overrides=["experiment=painn_qm9_under14"])
+    assert cfg.model.representation._target_ == "schnetpack.representation.PaiNN"
+    assert cfg.model.representation.n_atom_basis == 128
+    assert cfg.model.representation.n_interactions == 3
+    assert cfg.data._target_ == "schnetpack_ext.datasets.QM9Pack"
+    assert cfg.task._target_ == "schnetpack_ext.task.TrustedAtomisticTask"
+    assert cfg.trainer.plugins[0]._target_ == "schnetpack_ext.train.TrustedCheckpointIO"
+    assert cfg.seed == 1729
