@@ -56,6 +56,10 @@ class HKPotential(nn.Module):
         output_key: str = "hk_potential",
     ):
         super().__init__()
+        self.hyperparameters = dict(
+            n_hidden=n_hidden, n_layers=n_layers, point_fraction=point_fraction,
+            output_key=output_key,
+        )
         if not 0.0 < point_fraction <= 1.0:
             raise ValueError("point_fraction must lie in (0, 1]")
         self.point_fraction = point_fraction

@@ -99,6 +99,15 @@ class QDF(nn.Module):
         compute_hk_fields: bool = True,
     ):
         super().__init__()
+        # constructor arguments, for saving the model as weights + config
+        self.hyperparameters = dict(
+            n_atom_basis=n_atom_basis, n_functional_layers=n_functional_layers,
+            activation=activation if isinstance(activation, str) else None,
+            grid=grid, grid_radius=grid_radius, n_radial=n_radial,
+            lebedev_order=lebedev_order, basis_cutoff=basis_cutoff,
+            switch_width=switch_width, zeta_init=zeta_init, zeta_min=zeta_min,
+            compute_hk_fields=compute_hk_fields,
+        )
         if not 0.0 <= zeta_min < zeta_init:
             raise ValueError("need 0 <= zeta_min < zeta_init")
         self.n_atom_basis = n_atom_basis

@@ -160,5 +160,5 @@ def test_hk_map_outputs_one_value_per_grid_point():
     out = model(converter(rep.cutoff)(atoms))
     n = len(atoms) * rep.n_grid_points
     assert out["hk_potential"].shape == (n,)
-    assert out["external_potential"].shape == (n,)
-    assert (out["external_potential"] < 0).all()
+    assert out["hk_potential_target"].shape == (n,)
+    assert (out["hk_potential_target"] < 0).all()
