@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import schnetpack.nn as snn
 
 from schnetpack_ext.representation.qdf import (
+    autocast_bf16,
     density_key,
     external_potential_key,
     grid_weights_key,
@@ -43,10 +44,15 @@ class HKPotential(nn.Module):
         n_hidden: hidden width H.
         n_layers: number of hidden H x H layers.
         point_fraction: fraction of grid points used in training mode.
+        mixed_precision: bfloat16 autocast of the MLP: ``"off"``, ``"train"``
+            or ``"always"`` (see :class:`schnetpack_ext.representation.QDF`).
         output_key: key of the predicted potential; the matching analytic
             potential and quadrature weights are written to
             ``output_key + "_target"`` and ``output_key + "_weights"``.
     """
+
+    #: class default, so that models pickled before the option existed still load
+    mixed_precision = "off"
 
     def __init__(
         self,
@@ -54,12 +60,14 @@ class HKPotential(nn.Module):
         n_layers: int = 3,
         point_fraction: float = 1.0,
         output_key: str = "hk_potential",
+        mixed_precision: str = "off",
     ):
         super().__init__()
         self.hyperparameters = dict(
             n_hidden=n_hidden, n_layers=n_layers, point_fraction=point_fraction,
-            output_key=output_key,
+            output_key=output_key, mixed_precision=mixed_precision,
         )
+        self.mixed_precision = mixed_precision
         if not 0.0 < point_fraction <= 1.0:
             raise ValueError("point_fraction must lie in (0, 1]")
         self.point_fraction = point_fraction
@@ -80,7 +88,9 @@ class HKPotential(nn.Module):
             n_keep = max(1, int(round(self.point_fraction * density.shape[0])))
             keep = torch.randperm(density.shape[0], device=density.device)[:n_keep]
             density, target, weights = density[keep], target[keep], weights[keep]
-        inputs[self.output_key] = self.mlp(density[:, None]).squeeze(-1)
+        with autocast_bf16(self.mixed_precision, self.training, density.device):
+            potential = self.mlp(density[:, None]).squeeze(-1)
+        inputs[self.output_key] = potential.to(density.dtype)
         inputs[self.target_key] = target
         inputs[self.weights_key] = weights
         return inputs

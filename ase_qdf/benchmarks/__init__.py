@@ -1,0 +1,25 @@
+"""Benchmarks of ase-qdf: ``qdf benchmark <name> ...`` or ``python -m ase_qdf.benchmarks.<name>``.
+
+Names:
+    rotation: rotation invariance of energies on QM9 molecules.
+    throughput: training and inference molecules/s beside SchNet and PaiNN.
+    scaling: time and peak memory of energy + forces against system size.
+"""
+
+import importlib
+import sys
+from typing import List, Optional
+
+__all__ = ["BENCHMARKS", "main"]
+
+BENCHMARKS = ("rotation", "throughput", "scaling")
+
+
+def main(argv: Optional[List[str]] = None):
+    """Dispatch ``argv = [name, *options]`` to a benchmark module's ``main``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in BENCHMARKS:
+        print(__doc__)
+        raise SystemExit(2)
+    module = importlib.import_module(f"ase_qdf.benchmarks.{argv[0]}")
+    return module.main(argv[1:])

@@ -1,0 +1,119 @@
+"""Rotation invariance of predicted energies on QM9 molecules.
+
+Rotates every molecule at random and reports mean and max |E(rotated) - E|.
+Usage::
+
+    python -m ase_qdf.benchmarks.rotation --experiment qdf_qm9 --molecules 50
+    python -m ase_qdf.benchmarks.rotation --model runs/qdf_qm9/best_model --trust-pickle
+"""
+
+import argparse
+import json
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from scipy.spatial.transform import Rotation
+
+import schnetpack as spk
+
+__all__ = ["rotation_invariance", "main"]
+
+
+def _energies(model, atoms_list: Sequence[Atoms], cutoff: float, key: str, dtype, batch_size=32) -> np.ndarray:
+    converter = spk.interfaces.AtomsConverter(
+        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), dtype=dtype
+    )
+    out = []
+    for start in range(0, len(atoms_list), batch_size):
+        batch = converter(list(atoms_list[start : start + batch_size]))
+        out.append(model(batch)[key].detach().double().numpy())
+    return np.concatenate(out)
+
+
+def rotation_invariance(
+    model: torch.nn.Module,
+    molecules: Sequence[Atoms],
+    cutoff: float,
+    n_rotations: int = 5,
+    energy_key: str = "energy_U0",
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> Dict[str, float]:
+    """Mean and max |ΔE| (meV) between molecules and random rotations of them.
+
+    Args:
+        model: a SchNetPack model predicting ``energy_key`` in eV.
+        molecules: the molecules.
+        cutoff: neighbour-list cutoff of the model (Å).
+        n_rotations: random rotations per molecule.
+        dtype: evaluation dtype (float64 isolates the quadrature error).
+    """
+    model = model.to(dtype).eval()
+    reference = _energies(model, molecules, cutoff, energy_key, dtype)
+    rotations = Rotation.random(n_rotations * len(molecules), random_state=seed).as_matrix()
+    rotated = []
+    for k, atoms in enumerate(molecules):
+        for r in range(n_rotations):
+            moved = atoms.copy()
+            centre = moved.get_center_of_mass()
+            moved.positions = (moved.positions - centre) @ rotations[k * n_rotations + r].T + centre
+            rotated.append(moved)
+    energies = _energies(model, rotated, cutoff, energy_key, dtype).reshape(len(molecules), n_rotations)
+    delta = np.abs(energies - reference[:, None]) * 1000.0
+    return {
+        "mean_abs_delta_meV": float(delta.mean()),
+        "max_abs_delta_meV": float(delta.max()),
+        "mean_abs_energy_eV": float(np.abs(reference).mean()),
+        "n_molecules": len(molecules),
+        "n_rotations": n_rotations,
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+
+
+def main(argv: List[str] = None) -> Dict[str, float]:
+    from schnetpack_ext.datasets import qm9pack_atoms
+
+    from .models import model_from_experiment, neighbor_cutoff
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="qdf_qm9", help="random-weight model of this experiment")
+    parser.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
+    parser.add_argument("--model", help="a trained SchNetPack best_model or Lightning .ckpt file instead (pickled)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow unpickling --model (runs code: own files only)")
+    parser.add_argument("--cutoff", type=float, help="neighbour-list cutoff for --model (default: the model's)")
+    parser.add_argument("--subset", default="under14")
+    parser.add_argument("--molecules", type=int, default=50)
+    parser.add_argument("--rotations", type=int, default=5)
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args(argv)
+
+    if args.model:
+        if not args.trust_pickle:
+            parser.error("--model files are pickled SchNetPack models; pass --trust-pickle for your own files")
+        if args.model.endswith(".ckpt"):
+            from schnetpack_ext.hk_task import QDFTask
+
+            model = QDFTask.load_from_checkpoint(args.model, map_location="cpu").model
+        else:
+            model = torch.load(args.model, map_location="cpu", weights_only=False)
+        cutoff = args.cutoff or float(model.representation.cutoff)
+    else:
+        model = model_from_experiment(args.experiment, args.override)
+        cutoff = neighbor_cutoff(args.experiment, args.override)
+    rng = np.random.default_rng(1729)
+    pool = [atoms for _, atoms, _ in qm9pack_atoms(args.subset)]
+    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=args.molecules, replace=False))]
+    result = rotation_invariance(model, chosen, cutoff, args.rotations, dtype=getattr(torch, args.dtype))
+    result["source"] = args.model or f"{args.experiment} (random weights) {' '.join(args.override)}".strip()
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Cost of one energy + forces evaluation against system size.
+
+Every size runs in a fresh subprocess so that its peak memory (max RSS) is its
+own. Usage::
+
+    python -m ase_qdf.benchmarks.scaling --sizes 10,100,1000 --structure alkane
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+__all__ = ["measure_one", "main"]
+
+
+def measure_one(n_atoms: int, structure: str = "alkane", experiment: str = "qdf_qm9",
+                overrides: List[str] = (), repeats: int = 2) -> Dict[str, float]:
+    """Time and peak memory of energy + forces for one structure (in this process)."""
+    import schnetpack as spk
+
+    from .models import model_from_experiment, neighbor_cutoff
+    from .structures import alkane_with_atoms, organic_cluster
+
+    atoms = alkane_with_atoms(n_atoms) if structure == "alkane" else organic_cluster(n_atoms)
+    cutoff = neighbor_cutoff(experiment, overrides)
+    model = model_from_experiment(experiment, overrides)
+    model.output_modules.append(spk.atomistic.Forces(energy_key="energy_U0", force_key="forces"))
+    model.collect_derivatives()
+    model.collect_outputs()
+    model.eval()
+    converter = spk.interfaces.AtomsConverter(
+        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32
+    )
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = model(converter(atoms))
+        out["forces"].sum().item()
+        times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "n_atoms": len(atoms),
+        "structure": structure,
+        "seconds": min(times),
+        "ms_per_atom": 1000.0 * min(times) / len(atoms),
+        "peak_rss_MiB": peak_kib / 1024.0,
+        "peak_rss_growth_MiB": (peak_kib - rss_before) / 1024.0,
+        "kiB_per_atom": (peak_kib - rss_before) / len(atoms),
+        "n_pairs": int(converter(atoms)[spk.properties.idx_i].shape[0]),
+    }
+
+
+def main(argv: List[str] = None) -> List[Dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--structure", default="alkane", choices=["alkane", "cluster"])
+    parser.add_argument("--experiment", default="qdf_qm9")
+    parser.add_argument("--override", action="append", default=[])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size here
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.structure, args.experiment, args.override)))
+        return []
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        cmd = [sys.executable, "-m", "ase_qdf.benchmarks.scaling", "--one", str(n),
+               "--structure", args.structure, "--experiment", args.experiment]
+        for o in args.override:
+            cmd += ["--override", o]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            rows.append({"n_atoms": n, "error": proc.stderr.strip().splitlines()[-1]})
+        else:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Training and inference throughput of QDF beside SchNet and PaiNN, same molecules, same run.
+
+Training: optimizer steps (forward, backward, Adam) on collated batches of QM9
+molecules with precomputed neighbour lists, as in a cached training pipeline;
+QDF trains energy + HK potential. Inference: end to end from ASE ``Atoms`` to
+energies (neighbour lists and collation included). Usage::
+
+    python -m ase_qdf.benchmarks.throughput --molecules 256 --json out.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+import schnetpack as spk
+import schnetpack.transform as trn
+
+__all__ = ["training_throughput", "inference_throughput", "machine_info", "main"]
+
+EXPERIMENTS = {
+    "QDF (ours)": ("qdf_qm9", []),
+    "QDF (ours) bf16-train": ("qdf_qm9", ["model.representation.mixed_precision=train",
+                                           ]),
+    "QDF (paper mode)": ("qdf_qm9_paper", []),
+    "SchNet": ("schnet_qm9_under14", []),
+    "PaiNN": ("painn_qm9_under14", []),
+}
+
+
+def machine_info() -> Dict[str, object]:
+    """Cores, threads, torch version: where the numbers were measured."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _batches(molecules: Sequence[Atoms], cutoff: float, batch_size: int) -> List[Dict[str, torch.Tensor]]:
+    converter = spk.interfaces.AtomsConverter(
+        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32
+    )
+    return [converter(list(molecules[i : i + batch_size])) for i in range(0, len(molecules), batch_size)]
+
+
+def training_throughput(
+    model: torch.nn.Module,
+    molecules: Sequence[Atoms],
+    cutoff: float,
+    energy_key: str = "energy_U0",
+    batch_size: int = 32,
+    hk_mode: str = "off",
+    repeats: int = 1,
+) -> float:
+    """Molecules per second of training steps (one warm-up batch excluded).
+
+    Args:
+        hk_mode: ``off`` (energy only), ``joint`` (energy + HK, one step) or
+            ``alternating`` (an energy step then an HK step, as the paper).
+    """
+    from schnetpack_ext.hk_task import HKPotentialOutput
+
+    model = model.float().train()
+    model.do_postprocessing = False
+    hk = HKPotentialOutput()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    batches = _batches(molecules, cutoff, batch_size)
+    targets = [torch.zeros(len(b[spk.properties.n_atoms])) for b in batches]
+
+    def step(batch, target):
+        pred = model({k: v for k, v in batch.items()})
+        loss = torch.nn.functional.mse_loss(pred[energy_key], target)
+        if hk_mode == "joint":
+            loss = loss + hk.potential_loss(pred)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if hk_mode == "alternating":
+            pred = model({k: v for k, v in batch.items()})
+            optimizer.zero_grad()
+            hk.potential_loss(pred).backward()
+            optimizer.step()
+
+    step(batches[0], targets[0])  # warm-up
+    n, start = 0, time.perf_counter()
+    for _ in range(repeats):
+        for batch, target in zip(batches, targets):
+            step(batch, target)
+            n += len(target)
+    return n / (time.perf_counter() - start)
+
+
+def inference_throughput(
+    model: torch.nn.Module,
+    molecules: Sequence[Atoms],
+    cutoff: float,
+    energy_key: str = "energy_U0",
+    batch_size: int = 32,
+) -> float:
+    """Molecules per second from ``Atoms`` to energies, preprocessing included."""
+    model = model.float().eval()
+    converter = spk.interfaces.AtomsConverter(
+        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32
+    )
+    with torch.no_grad():
+        model(converter(list(molecules[:batch_size])))  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(molecules), batch_size):
+            model(converter(list(molecules[i : i + batch_size])))[energy_key].numpy()
+    return len(molecules) / (time.perf_counter() - start)
+
+
+def main(argv: List[str] = None) -> Dict[str, object]:
+    from schnetpack_ext.datasets import qm9pack_atoms
+
+    from .models import model_from_experiment, neighbor_cutoff
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--molecules", type=int, default=256, help="QM9 <= 14-atom molecules (random, fixed seed)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--inference-batch-sizes", default="1,32,128")
+    parser.add_argument("--models", default=",".join(EXPERIMENTS), help="comma-separated subset of: " + ", ".join(EXPERIMENTS))
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(1729)
+    pool = [atoms for _, atoms, _ in qm9pack_atoms("under14")]
+    molecules = [pool[i] for i in rng.choice(len(pool), size=args.molecules, replace=False)]
+    results = {"machine": machine_info(), "n_molecules": len(molecules),
+               "mean_atoms": float(np.mean([len(m) for m in molecules])), "models": {}}
+    for name in args.models.split(","):
+        experiment, overrides = EXPERIMENTS[name]
+        cutoff = neighbor_cutoff(experiment, overrides)
+        model = model_from_experiment(experiment, overrides)
+        hk_mode = "off"
+        if experiment.startswith("qdf"):
+            hk_mode = "alternating" if experiment == "qdf_qm9_paper" else "joint"
+        row = {"experiment": experiment, "parameters": sum(p.numel() for p in model.parameters()),
+               "train_hk_mode": hk_mode,
+               "train_mol_per_s": training_throughput(model, molecules, cutoff, batch_size=args.batch_size, hk_mode=hk_mode)}
+        for bs in [int(b) for b in args.inference_batch_sizes.split(",")]:
+            n = min(len(molecules), 64) if bs == 1 else len(molecules)
+            row[f"inference_mol_per_s_bs{bs}"] = inference_throughput(model, molecules[:n], cutoff, batch_size=bs)
+        results["models"][name] = row
+        print(name, json.dumps(row))
+    ref = results["models"].get("SchNet")
+    if ref:
+        for row in results["models"].values():
+            row["train_ratio_vs_schnet"] = row["train_mol_per_s"] / ref["train_mol_per_s"]
+            row["inference_ratio_vs_schnet_bs32"] = row.get("inference_mol_per_s_bs32", 0) / ref.get("inference_mol_per_s_bs32", 1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
