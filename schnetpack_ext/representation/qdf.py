@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 import schnetpack.properties as properties
 import schnetpack.nn as snn
@@ -91,10 +92,15 @@ class QDF(nn.Module):
             ``"off"``, in ``"train"`` mode only, or ``"always"``. The orbitals,
             normalisations and pooled sums stay in full precision. Pays on CPUs
             with native bf16 (AVX-512 BF16/AMX) and on recent GPUs.
+        chunk_size: atoms per block for large systems (None: never split).
+            Batches with more atoms are processed block by block, with
+            activation checkpointing when gradients are needed, so peak memory
+            per atom stays bounded up to 10^4 atoms and beyond.
     """
 
-    #: class default, so that models pickled before the option existed still load
+    #: class defaults, so that models pickled before these options existed still load
     mixed_precision = "off"
+    chunk_size = None
 
     def __init__(
         self,
@@ -111,6 +117,7 @@ class QDF(nn.Module):
         zeta_min: float = 0.5,
         compute_hk_fields: bool = True,
         mixed_precision: str = "off",
+        chunk_size: Optional[int] = 1024,
     ):
         super().__init__()
         # constructor arguments, for saving the model as weights + config
@@ -121,7 +128,9 @@ class QDF(nn.Module):
             lebedev_order=lebedev_order, basis_cutoff=basis_cutoff,
             switch_width=switch_width, zeta_init=zeta_init, zeta_min=zeta_min,
             compute_hk_fields=compute_hk_fields, mixed_precision=mixed_precision,
+            chunk_size=chunk_size,
         )
+        self.chunk_size = chunk_size
         if mixed_precision not in ("off", "train", "always"):
             raise ValueError("mixed_precision must be off, train or always")
         self.mixed_precision = mixed_precision
@@ -221,6 +230,62 @@ class QDF(nn.Module):
         mask = self.orbital_mask[rows_j][:, None, :]
         return radial * prefactor * (envelope[:, :, None] * mask)
 
+    def pair_basis(self, r_ij: torch.Tensor, rows_j: torch.Tensor):
+        """Squared distances and basis of atom j on the grid of atom i, per pair.
+
+        Args:
+            r_ij: (n_pairs, 3) vectors R_j - R_i (Å).
+            rows_j: (n_pairs,) orbital-table row of atom j.
+
+        Returns:
+            d2 (n_pairs, n_points) and phi (n_pairs, n_points, max_orbitals).
+        """
+        offsets = self.grid_offsets.to(r_ij.dtype)
+        # grid point R_i + s seen from atom j: s - R_ij
+        d2 = ((offsets[None, :, :] - r_ij[:, None, :]) ** 2).sum(-1)
+        return d2, self.basis(d2, rows_j)
+
+    def _orbital_norm2(self, r_ij, rows_j, idx_j, n_atoms: int) -> torch.Tensor:
+        """Contribution of these pairs to sum_g w phi^2 per orbital (j, slot)."""
+        _, phi = self.pair_basis(r_ij, rows_j)
+        weights = self.grid_weights.to(phi.dtype)
+        norm2 = phi.new_zeros(n_atoms, phi.shape[2])
+        return norm2.index_add_(0, idx_j, torch.einsum("pgo,g->po", phi * phi, weights))
+
+    def _typed_basis(self, phi, rows_j, local_i, inv_norm_pairs, n_local: int) -> torch.Tensor:
+        """Normalised basis summed per orbital type on the grids of ``n_local`` atoms.
+
+        Returns:
+            (n_local, n_points, n_types): sum over the orbitals of each type.
+        """
+        n_types, n_points = self.n_orbital_types, phi.shape[1]
+        phi = phi * inv_norm_pairs[:, None, :]
+        target_rows = (local_i[:, None] * n_types + self.type_index[rows_j]).reshape(-1)
+        typed = phi.new_zeros(n_local * n_types, n_points)
+        typed.index_add_(0, target_rows, phi.transpose(1, 2).reshape(-1, n_points))
+        return typed.view(n_local, n_types, n_points).transpose(1, 2)
+
+    def _chunk_typed_basis(self, r_ij, rows_j, local_i, inv_norm_pairs, n_local: int):
+        _, phi = self.pair_basis(r_ij, rows_j)
+        return self._typed_basis(phi, rows_j, local_i, inv_norm_pairs, n_local)
+
+    def _pooled_functional(self, basis_by_type, projected, bias) -> torch.Tensor:
+        """Energy functional on the grids of some atoms, pooled per atom.
+
+        Args:
+            basis_by_type: (n, n_points, n_types).
+            projected: (n_types, D) for one molecule or (n, n_types, D) per atom:
+                the molecule's coefficients through the first functional layer.
+            bias: bias of the first functional layer.
+        """
+        first, rest = self.functional[0], self.functional[1:]
+        hidden = torch.matmul(basis_by_type, projected)
+        with autocast_bf16(self.mixed_precision, self.training, hidden.device):
+            functional = rest(first.activation(hidden + bias))  # (n, G, D)
+        weights = self.grid_weights.to(basis_by_type.dtype)
+        # quadrature pooling per atom; the product promotes bf16 to full precision
+        return (functional * weights[None, :, None]).sum(1)
+
     def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         atomic_numbers = inputs[properties.Z]
         idx_m = inputs[properties.idx_m]
@@ -234,31 +299,43 @@ class QDF(nn.Module):
         idx_j = torch.cat([inputs[properties.idx_j], atoms])
         r_ij = inputs[properties.Rij]
         r_ij = torch.cat([r_ij, r_ij.new_zeros(n_atoms, 3)])
-        offsets = self.grid_offsets.to(r_ij.dtype)
         weights = self.grid_weights.to(r_ij.dtype)
-        n_points = offsets.shape[0]
-
-        # grid point R_i + s seen from atom j: s - R_ij, with R_ij = R_j - R_i
-        d2 = ((offsets[None, :, :] - r_ij[:, None, :]) ** 2).sum(-1)  # (P, G)
+        n_points = weights.shape[0]
         rows_j = rows[idx_j]
-        phi = self.basis(d2, rows_j)  # (P, G, O)
+        chunk = self.chunk_size or n_atoms
+        single_chunk = n_atoms <= chunk
+        # large systems: blocks of grid atoms, recomputed in the backward pass
+        # instead of stored (activation checkpointing), so memory stays bounded
+        remat = (not single_chunk) and torch.is_grad_enabled()
 
-        # 1. basis normalisation over the whole molecule grid, per orbital (j, slot)
-        norm2 = phi.new_zeros(n_atoms, phi.shape[2])
-        norm2.index_add_(0, idx_j, torch.einsum("pgo,g->po", phi * phi, weights))
-        inv_norm = torch.where(
-            norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0
-        )
-        phi = phi * inv_norm[idx_j][:, None, :]
+        def run(fn, *args):
+            return checkpoint(fn, *args, use_reentrant=False) if remat else fn(*args)
 
-        # sum the normalised basis per orbital type on every grid point:
-        # basis_by_type[i, t, g] = sum over orbitals of type t near atom i
+        if single_chunk:
+            d2, phi = self.pair_basis(r_ij, rows_j)
+            # 1. basis normalisation over the molecule grid, per orbital (j, slot)
+            norm2 = phi.new_zeros(n_atoms, phi.shape[2])
+            norm2.index_add_(0, idx_j, torch.einsum("pgo,g->po", phi * phi, weights))
+            inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+            basis_by_type = self._typed_basis(phi, rows_j, idx_i, inv_norm[idx_j], n_atoms)
+            blocks = [(0, n_atoms, 0, idx_i.shape[0])]
+        else:
+            order = torch.argsort(idx_i)
+            idx_i, idx_j, r_ij, rows_j = idx_i[order], idx_j[order], r_ij[order], rows_j[order]
+            starts = torch.arange(0, n_atoms + chunk, chunk, device=atoms.device).clamp(max=n_atoms)
+            bounds = torch.searchsorted(idx_i, starts).tolist()
+            starts = starts.tolist()
+            blocks = [(starts[k], starts[k + 1], bounds[k], bounds[k + 1])
+                      for k in range(len(starts) - 1) if starts[k] < starts[k + 1]]
+            norm2 = sum(run(self._orbital_norm2, r_ij[p0:p1], rows_j[p0:p1], idx_j[p0:p1], n_atoms)
+                        for _, _, p0, p1 in blocks)
+            inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+            basis_by_type = torch.cat([
+                run(self._chunk_typed_basis, r_ij[p0:p1], rows_j[p0:p1], idx_i[p0:p1] - a0,
+                    inv_norm[idx_j[p0:p1]], a1 - a0)
+                for a0, a1, p0, p1 in blocks
+            ])
         n_types = self.n_orbital_types
-        slot_types = self.type_index[rows_j]  # (P, O)
-        target_rows = (idx_i[:, None] * n_types + slot_types).reshape(-1)
-        basis_by_type = phi.new_zeros(n_atoms * n_types, n_points)
-        basis_by_type.index_add_(0, target_rows, phi.transpose(1, 2).reshape(-1, n_points))
-        basis_by_type = basis_by_type.view(n_atoms, n_types, n_points).transpose(1, 2)
 
         # 2.+3. molecular orbitals psi = basis_by_type @ (coefficients * scale_m).
         # The column normalisation of the coefficients is a per-orbital scale
@@ -275,35 +352,32 @@ class QDF(nn.Module):
         n_electrons = norm2_orbitals.new_zeros(n_molecules)
         n_electrons.index_add_(0, idx_m, atomic_numbers.double())
         scale = torch.sqrt(n_electrons[:, None] / (self.n_atom_basis * norm2_orbitals))
-        molecule_coefficients = (coefficients[None] * scale[:, None, :]).to(phi.dtype)  # (M, T, D)
+        molecule_coefficients = (coefficients[None] * scale[:, None, :]).to(r_ij.dtype)  # (M, T, D)
 
         # energy functional; its first layer acts on the typed basis directly:
         # W psi = B (C_m W^T), with C_m W^T a (T x D) matrix per molecule
-        first, rest = self.functional[0], self.functional[1:]
+        first = self.functional[0]
         projected = torch.matmul(molecule_coefficients, first.weight.t())  # (M, T, D)
-        if n_molecules == 1:
-            hidden = torch.matmul(basis_by_type, projected[0])
-        else:
-            hidden = torch.bmm(basis_by_type, projected[idx_m])
-        with autocast_bf16(self.mixed_precision, self.training, hidden.device):
-            functional = rest(first.activation(hidden + first.bias))  # (N, G, D)
-        # quadrature pooling per atom; the product promotes bf16 to full precision
-        inputs["scalar_representation"] = (functional * weights[None, :, None]).sum(1)
+        pooled = []
+        for a0, a1, _, _ in blocks:
+            per_atom = projected[0] if n_molecules == 1 else projected[idx_m[a0:a1]]
+            pooled.append(run(self._pooled_functional, basis_by_type[a0:a1], per_atom, first.bias))
+        inputs["scalar_representation"] = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
 
         if self.compute_hk_fields:
             # rho = sum_k psi_k^2 = B^T (C_m C_m^T) B per grid point
             density_matrix = torch.matmul(molecule_coefficients, molecule_coefficients.transpose(1, 2))
-            if n_molecules == 1:
-                density = (torch.matmul(basis_by_type, density_matrix[0]) * basis_by_type).sum(-1)
-            else:
-                density = (torch.bmm(basis_by_type, density_matrix[idx_m]) * basis_by_type).sum(-1)
+            per_atom = density_matrix[0] if n_molecules == 1 else density_matrix[idx_m]
+            density = (torch.matmul(basis_by_type, per_atom) * basis_by_type).sum(-1)
             inputs[density_key] = density.reshape(-1)
             # Gaussian external potential V(r) = -sum_A Z_A exp(-|r - R_A|^2):
             # a target computed from the molecule, hence no gradient
             with torch.no_grad():
-                charges = atomic_numbers[idx_j].to(d2.dtype)
-                potential = d2.new_zeros(n_atoms, n_points)
-                potential.index_add_(0, idx_i, -charges[:, None] * torch.exp(-d2))
+                potential = r_ij.new_zeros(n_atoms, n_points)
+                for a0, a1, p0, p1 in blocks:
+                    d2_block = self.pair_basis(r_ij[p0:p1], rows_j[p0:p1])[0] if not single_chunk else d2
+                    charges = atomic_numbers[idx_j[p0:p1]].to(r_ij.dtype)
+                    potential.index_add_(0, idx_i[p0:p1], -charges[:, None] * torch.exp(-d2_block))
             inputs[external_potential_key] = potential.reshape(-1)
             inputs[grid_weights_key] = weights.repeat(n_atoms)
             inputs[grid_atom_key] = atoms.repeat_interleave(n_points)

@@ -162,3 +162,20 @@ def test_hk_map_outputs_one_value_per_grid_point():
     assert out["hk_potential"].shape == (n,)
     assert out["hk_potential_target"].shape == (n,)
     assert (out["hk_potential_target"] < 0).all()
+
+
+def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields():
+    torch.manual_seed(5)
+    atoms_list = [molecule("CH3CH2OH"), molecule("HCN")]
+    results = []
+    for chunk_size in (None, 4):
+        torch.manual_seed(5)
+        rep = QDF(n_atom_basis=16, chunk_size=chunk_size)
+        model = build_model(rep, forces=True)
+        out = model(converter(rep.cutoff)(atoms_list))
+        inputs = spk.atomistic.PairwiseDistances()(converter(rep.cutoff)(atoms_list))
+        fields = rep(inputs)
+        results.append((out["energy"].detach().numpy(), out["forces"].detach().numpy(),
+                        fields["density"].detach().numpy(), fields["external_potential"].numpy()))
+    for single, chunked in zip(*results):
+        np.testing.assert_allclose(chunked, single, rtol=1e-9, atol=1e-12)

@@ -1,0 +1,340 @@
+"""The ``qdf`` command line: screen molecule files, inspect and export models.
+
+    qdf screen INPUT... -o OUT.csv [--model PATH] [--batch-size N] [--device D]
+               [--dtype float32|float64] [--forces OUT.extxyz] [--shard K/N] [--quiet]
+    qdf info [--model PATH]
+    qdf export BEST_MODEL OUT.pt --trust-pickle [--meta KEY=VALUE ...] [--register NAME]
+    qdf benchmark ...        (dispatches to ase_qdf.benchmarks.main when installed)
+
+The model defaults to ``$QDF_MODEL`` and then to the shipped model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import importlib
+import json
+import os
+import sys
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
+
+__all__ = ["CSV_COLUMNS", "iter_records", "main", "parse_shard"]
+
+CSV_COLUMNS = ["source", "index", "formula", "n_atoms", "energy_eV", "atomization_energy_eV", "error"]
+
+Record = Tuple[str, int, object, Optional[str]]
+
+
+def _one_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return " ".join(text.split())[:500]
+
+
+def _read_file(path: str) -> Iterator[Record]:
+    """Molecules of one file as records ``(source, index, atoms | None, error | None)``.
+
+    ASE reads it (any format ASE knows); if ASE cannot read even the first
+    molecule, pymatgen's ``Molecule.from_file`` is tried. A read failure after
+    ``k`` molecules gives one error record with index ``k``.
+    """
+    from ase.io import iread
+
+    if not os.path.isfile(path):
+        yield path, 0, None, f"FileNotFoundError: no such file: {path}"
+        return
+    index = 0
+    try:
+        for atoms in iread(path):
+            yield path, index, atoms, None
+            index += 1
+    except Exception as ase_err:  # noqa: BLE001 - becomes an error row
+        if index:
+            yield path, index, None, f"read error after {index} molecule(s): {_one_line(ase_err)}"
+            return
+        try:
+            from pymatgen.core import Molecule
+
+            from ase_qdf.convert import from_pymatgen
+
+            atoms = from_pymatgen(Molecule.from_file(path), check=False)
+        except Exception as pmg_err:  # noqa: BLE001
+            yield path, 0, None, f"unreadable file: ASE: {_one_line(ase_err)}; pymatgen: {_one_line(pmg_err)}"
+            return
+        yield path, 0, atoms, None
+        return
+    if index == 0:
+        yield path, 0, None, "the file contains no molecules"
+
+
+def iter_records(inputs: Sequence[str]) -> Iterator[Record]:
+    """All molecules of the inputs (files or glob patterns), in a deterministic order.
+
+    Globs are expanded and sorted; a file named twice is read once; a pattern that
+    matches nothing yields one error record.
+    """
+    seen: Set[str] = set()
+    for pattern in inputs:
+        paths = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not paths:
+            yield pattern, 0, None, "no file matches this pattern"
+            continue
+        for path in paths:
+            key = os.path.abspath(path)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield from _read_file(path)
+
+
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``"K/N"`` (1 <= K <= N) -> (K, N); None -> (1, 1)."""
+    if text is None:
+        return 1, 1
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like K/N, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def _read_existing(path: str) -> Tuple[Set[Tuple[str, str]], int]:
+    """Finished (source, index) keys and number of computed rows of an existing CSV.
+
+    A last line cut off by a kill (no trailing newline) is removed first.
+    """
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return set(), 0
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            f.truncate(cut)
+    done: Set[Tuple[str, str]] = set()
+    n_ok = 0
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return set(), 0
+        if header != CSV_COLUMNS:
+            raise SystemExit(f"qdf screen: {path} exists with columns {header}, expected {CSV_COLUMNS}")
+        for row in reader:
+            if len(row) != len(CSV_COLUMNS):
+                continue
+            done.add((row[0], row[1]))
+            n_ok += bool(row[4])
+    return done, n_ok
+
+
+def _model_arg(path: Optional[str]):
+    return path or os.environ.get("QDF_MODEL") or None
+
+
+def _screen(args) -> int:
+    from tqdm import tqdm
+
+    from ase_qdf.predict import QDFEngine, predict
+
+    k, n = args.shard
+    try:
+        engine = QDFEngine(_model_arg(args.model), device=args.device, dtype=args.dtype)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"qdf screen: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    done, n_ok = _read_existing(args.output)
+    new_file = not os.path.exists(args.output) or os.path.getsize(args.output) == 0
+    out = open(args.output, "a", newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    if new_file:
+        writer.writerow(CSV_COLUMNS)
+        out.flush()
+    n_new = n_new_ok = n_skipped = 0
+    bar = tqdm(unit="mol", desc="qdf screen", disable=args.quiet, file=sys.stderr, smoothing=0.1)
+
+    def flush(batch: List[Record]):
+        nonlocal n_new, n_new_ok
+        if not batch:
+            return
+        readable = [i for i, rec in enumerate(batch) if rec[2] is not None]
+        results = predict([batch[i][2] for i in readable], model=engine, batch_size=args.batch_size,
+                          forces=args.forces is not None, on_error="record")
+        by_pos = dict(zip(readable, results))
+        if args.forces is not None:
+            from ase.io import write
+
+            frames = []
+            for i, res in by_pos.items():
+                if res["error"] is None:
+                    atoms = batch[i][2].copy()
+                    atoms.calc = None
+                    atoms.info.update(source=batch[i][0], index=batch[i][1], energy=res["energy"],
+                                      atomization_energy=res["atomization_energy"])
+                    atoms.arrays["forces"] = res["forces"]
+                    frames.append(atoms)
+            if frames:
+                write(args.forces, frames, format="extxyz", append=True)
+        for i, (source, index, atoms, error) in enumerate(batch):
+            res = by_pos.get(i)
+            formula = n_atoms = energy = atomization = ""
+            if atoms is not None:
+                formula, n_atoms = atoms.get_chemical_formula(), len(atoms)
+            if res is not None:
+                error = res["error"]
+                if error is None:
+                    energy, atomization = f"{res['energy']:.6f}", f"{res['atomization_energy']:.6f}"
+                    n_new_ok += 1
+            writer.writerow([source, index, formula, n_atoms, energy, atomization, " ".join((error or "").split())])
+        out.flush()
+        os.fsync(out.fileno())
+        n_new += len(batch)
+        bar.update(len(batch))
+
+    try:
+        batch: List[Record] = []
+        for g, rec in enumerate(iter_records(args.inputs)):
+            if g % n != k - 1:
+                continue
+            if (rec[0], str(rec[1])) in done:
+                n_skipped += 1
+                continue
+            batch.append(rec)
+            if len(batch) >= args.batch_size:
+                flush(batch)
+                batch = []
+        flush(batch)
+    finally:
+        bar.close()
+        out.close()
+    if not args.quiet:
+        print(f"qdf screen: {n_new} new row(s) ({n_new_ok} computed, {n_new - n_new_ok} with errors), "
+              f"{n_skipped} already done, output {args.output}", file=sys.stderr)
+    return 0 if (n_ok + n_new_ok) > 0 else 1
+
+
+def _info(args) -> int:
+    from ase_qdf import model_io
+
+    path = _model_arg(args.model)
+    card = None
+    try:
+        if path is None:
+            entry = model_io.registry_entry()
+            print(f"shipped model: {entry['name']} ({model_io.models_dir() / entry['file']})")
+            print(f"registered sha256: {entry.get('sha256')}")
+            card_path = model_io.models_dir() / "MODEL_CARD.md"
+            card = card_path.read_text() if card_path.is_file() else None
+            model = model_io.load_default_model()
+        else:
+            model = model_io.load_qdf_model(path)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"qdf info: {err}", file=sys.stderr)
+        return 1
+    n_params = sum(p.numel() for p in model.parameters())
+    print(json.dumps({
+        "path": model.qdf_path,
+        "sha256": model.qdf_sha256,
+        "format_version": model_io.FORMAT_VERSION,
+        "parameters": n_params,
+        "cutoff_angstrom": float(model.representation.cutoff),
+        "config": model.qdf_config,
+        "metadata": model.qdf_metadata,
+    }, indent=2))
+    if card:
+        print()
+        print(card)
+    return 0
+
+
+def _export(args) -> int:
+    from ase_qdf import model_io
+
+    meta = {}
+    for item in args.meta or []:
+        if "=" not in item:
+            print(f"qdf export: --meta needs KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        key, value = item.split("=", 1)
+        meta[key] = value
+    try:
+        sha = model_io.export_spk_model(args.best_model, args.output, trust_pickle=args.trust_pickle,
+                                        metadata=meta)
+    except model_io.UntrustedPickleError as err:
+        print(f"qdf export: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        print(f"qdf export: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}\nsha256 {sha}")
+    if args.register:
+        entry = model_io.register_model(args.output, name=args.register)
+        print(f"registered {entry}")
+    return 0
+
+
+def _benchmark(argv: Sequence[str]) -> int:
+    try:
+        module = importlib.import_module("ase_qdf.benchmarks")
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("ase_qdf.benchmarks"):
+            print("qdf benchmark: ase_qdf.benchmarks is not installed", file=sys.stderr)
+            return 2
+        raise
+    return int(module.main(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qdf", description="Quantum Deep Field (QDF) energies for molecules.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("screen", help="predict energies for every molecule of the input files into a CSV")
+    s.add_argument("inputs", nargs="+", metavar="INPUT", help="molecule files or glob patterns (any ASE format)")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.csv",
+                   help="CSV output; an existing file is resumed (finished rows are skipped)")
+    s.add_argument("--model", help="ase-qdf model file (default: $QDF_MODEL, then the shipped model)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    s.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    s.add_argument("--forces", metavar="OUT.extxyz", help="also write structures with energies and forces")
+    s.add_argument("--shard", type=parse_shard, default=(1, 1), metavar="K/N",
+                   help="process only records with global number %% N == K-1 (1 <= K <= N)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    i = sub.add_parser("info", help="show the model's config, metadata and SHA-256")
+    i.add_argument("--model", help="ase-qdf model file (default: $QDF_MODEL, then the shipped model)")
+
+    e = sub.add_parser("export", help="convert a SchNetPack best_model/checkpoint (pickle) to an ase-qdf file")
+    e.add_argument("best_model")
+    e.add_argument("output", metavar="OUT.pt")
+    e.add_argument("--trust-pickle", action="store_true",
+                   help="required: unpickling executes code; only for files from your own training")
+    e.add_argument("--meta", action="append", metavar="KEY=VALUE", help="metadata to store (repeatable)")
+    e.add_argument("--register", metavar="NAME",
+                   help="record NAME, file and SHA-256 in registry.json (OUT.pt must be in ase_qdf/models)")
+
+    sub.add_parser("benchmark", help="benchmarks (ase_qdf.benchmarks), arguments passed through", add_help=False)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "benchmark":
+        return _benchmark(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "screen":
+        if args.batch_size < 1:
+            print("qdf screen: --batch-size must be >= 1", file=sys.stderr)
+            return 2
+        return _screen(args)
+    if args.command == "info":
+        return _info(args)
+    if args.command == "export":
+        return _export(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

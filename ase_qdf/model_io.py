@@ -1,0 +1,625 @@
+"""A safe file format for trained QDF models, and the one factory that builds them.
+
+A model file is a plain ``torch.save`` of a dictionary that holds only tensors,
+strings, numbers, lists and dicts, so it loads with ``torch.load(weights_only=True)``:
+no pickled Python objects, no code runs on load::
+
+    {"format": "ase-qdf-model", "format_version": 1,
+     "config": {"representation": {...}, "hk": {...} | None, "energy_key": "energy_U0",
+                "atomwise": {"n_in": D, "n_layers": 1, ...}, "offsets": {...} | None},
+     "state_dict": {...}, "weights_sha256": "...", "metadata": {...}}
+
+``weights_sha256`` is a SHA-256 over the state dict (names, dtypes, shapes, bytes)
+and is checked on every load; a registry (``ase_qdf/models/registry.json``) records
+the SHA-256 of the shipped file itself.
+
+SchNetPack's own ``best_model`` and Lightning checkpoints pickle whole modules;
+loading them runs arbitrary code, so :func:`export_spk_model` converts them only
+on explicit request (``trust_pickle=True``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import schnetpack as spk
+import schnetpack.nn as snn
+
+from schnetpack_ext.atomistic import HKPotential
+from schnetpack_ext.datasets import qm9pack_atomrefs_ev
+from schnetpack_ext.representation import QDF
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "UntrustedPickleError",
+    "build_qdf_model",
+    "default_config",
+    "default_model_path",
+    "export_spk_model",
+    "file_sha256",
+    "load_qdf_model",
+    "model_config",
+    "models_dir",
+    "read_model_file",
+    "register_model",
+    "save_qdf_model",
+    "weights_sha256",
+]
+
+FORMAT = "ase-qdf-model"
+FORMAT_VERSION = 1
+CONFIG_KEYS = ("representation", "hk", "energy_key", "atomwise", "offsets")
+ATOMWISE_ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "shifted_softplus": snn.shifted_softplus}
+REGISTRY_FILE = "registry.json"
+DEFAULT_MODEL_NAME = "qdf_qm9"
+
+PathLike = Union[str, os.PathLike]
+
+
+class ModelFileError(ValueError):
+    """A model file or config is malformed, tampered with, or of an unknown format."""
+
+
+class UntrustedPickleError(ModelFileError):
+    """A pickled model was given where unpickling was not explicitly allowed."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+def default_config(
+    representation: Optional[Dict[str, Any]] = None,
+    hk: Optional[Dict[str, Any]] = None,
+    with_hk: bool = True,
+    energy_key: str = "energy_U0",
+) -> Dict[str, Any]:
+    """A complete config with QDF/HK defaults, overridden by the given dicts.
+
+    The offsets are those of the QM9 training (``add_mean`` and ``add_atomrefs``);
+    a freshly built model gets the QM9 U0 atomrefs and a zero mean.
+    """
+    rep = {k: v.default for k, v in _init_params(QDF).items()}
+    rep.update(representation or {})
+    hk_hp = None
+    if with_hk:
+        hk_hp = {k: v.default for k, v in _init_params(HKPotential).items()}
+        hk_hp.update(hk or {})
+    return {
+        "representation": rep,
+        "hk": hk_hp,
+        "energy_key": energy_key,
+        "atomwise": {"n_in": int(rep["n_atom_basis"]), "n_layers": 1, "n_hidden": None,
+                     "activation": "silu", "aggregation_mode": "sum"},
+        "offsets": {"property": energy_key, "add_mean": True, "add_atomrefs": True,
+                    "is_extensive": True},
+    }
+
+
+def _init_params(cls) -> Dict[str, inspect.Parameter]:
+    params = dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self", None)
+    return params
+
+
+def _check_keys(section: str, given: Dict[str, Any], cls) -> None:
+    if not isinstance(given, dict):
+        raise ModelFileError(f"config[{section!r}] must be a dict, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(_init_params(cls)))
+    if unknown:
+        raise ModelFileError(
+            f"config[{section!r}] has unknown key(s) {unknown} for {cls.__name__}; "
+            f"known: {sorted(_init_params(cls))}"
+        )
+
+
+def validate_config(config: Any) -> Dict[str, Any]:
+    """Check a model config; raise :class:`ModelFileError` naming what is wrong."""
+    if not isinstance(config, dict):
+        raise ModelFileError(f"model config must be a dict, got {type(config).__name__}")
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise ModelFileError(f"model config lacks key(s) {missing}; expected {list(CONFIG_KEYS)}")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ModelFileError(f"model config has unknown key(s) {unknown}")
+    rep = config["representation"]
+    _check_keys("representation", rep, QDF)
+    if rep.get("activation", "silu") is None:
+        raise ModelFileError("config['representation']['activation'] is None (a custom callable); "
+                             "only named activations can be stored")
+    if config["hk"] is not None:
+        _check_keys("hk", config["hk"], HKPotential)
+    if not isinstance(config["energy_key"], str) or not config["energy_key"]:
+        raise ModelFileError("config['energy_key'] must be a non-empty string")
+    aw = config["atomwise"]
+    if not isinstance(aw, dict) or "n_in" not in aw:
+        raise ModelFileError("config['atomwise'] must be a dict with 'n_in'")
+    unknown = sorted(set(aw) - {"n_in", "n_layers", "n_hidden", "activation", "aggregation_mode"})
+    if unknown:
+        raise ModelFileError(f"config['atomwise'] has unknown key(s) {unknown}")
+    n_basis = rep.get("n_atom_basis", _init_params(QDF)["n_atom_basis"].default)
+    if int(aw["n_in"]) != int(n_basis):
+        raise ModelFileError(
+            f"config['atomwise']['n_in'] = {aw['n_in']} does not match the representation's "
+            f"n_atom_basis = {n_basis}"
+        )
+    if aw.get("aggregation_mode", "sum") != "sum":
+        raise ModelFileError("config['atomwise']['aggregation_mode'] must be 'sum' (extensive energy)")
+    if aw.get("activation", "silu") not in ATOMWISE_ACTIVATIONS:
+        raise ModelFileError(f"config['atomwise']['activation'] must be one of {sorted(ATOMWISE_ACTIVATIONS)}")
+    off = config["offsets"]
+    if off is not None:
+        need = {"property", "add_mean", "add_atomrefs", "is_extensive"}
+        if not isinstance(off, dict) or set(off) != need:
+            raise ModelFileError(f"config['offsets'] must be None or a dict with keys {sorted(need)}")
+        if off["property"] != config["energy_key"]:
+            raise ModelFileError(
+                f"config['offsets']['property'] = {off['property']!r} differs from "
+                f"energy_key {config['energy_key']!r}"
+            )
+        if not off["is_extensive"]:
+            raise ModelFileError("config['offsets']['is_extensive'] must be True for energies")
+    return config
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def per_atom_key(config: Dict[str, Any]) -> str:
+    """Key of the per-atom network energies in the model outputs."""
+    return config["energy_key"] + "_per_atom"
+
+
+def build_qdf_model(config: Dict[str, Any]) -> spk.model.NeuralNetworkPotential:
+    """Build the QDF NeuralNetworkPotential described by ``config`` (random weights).
+
+    Modules: ``PairwiseDistances`` -> ``QDF`` -> [``Atomwise`` (total and per-atom
+    energy), ``HKPotential`` (if ``config["hk"]``), ``Forces``] -> [``CastTo64``,
+    ``AddOffsets``]. The postprocessor buffers (atomrefs, mean) are float64.
+    The config is kept as ``model.qdf_config``.
+
+    ``model(inputs)`` runs everything (forces and HK included); the calculator
+    and batch API run only what they need (:func:`ase_qdf.predict.evaluate_batch`).
+    """
+    config = validate_config(config)
+    energy_key = config["energy_key"]
+    rep = QDF(**config["representation"])
+    aw = config["atomwise"]
+    outputs = [
+        spk.atomistic.Atomwise(
+            n_in=int(aw["n_in"]),
+            n_layers=int(aw.get("n_layers", 1)),
+            n_hidden=aw.get("n_hidden"),
+            activation=ATOMWISE_ACTIVATIONS[aw.get("activation", "silu")],
+            aggregation_mode="sum",
+            output_key=energy_key,
+            per_atom_output_key=per_atom_key(config),
+        )
+    ]
+    if config["hk"] is not None:
+        outputs.append(HKPotential(**config["hk"]))
+    outputs.append(spk.atomistic.Forces(energy_key=energy_key, force_key="forces"))
+    post = [spk.transform.CastTo64()]
+    off = config["offsets"]
+    if off is not None:
+        atomrefs = torch.tensor(qm9pack_atomrefs_ev(), dtype=torch.float64)
+        post.append(
+            spk.transform.AddOffsets(
+                off["property"], add_mean=bool(off["add_mean"]),
+                add_atomrefs=bool(off["add_atomrefs"]), is_extensive=True,
+                atomrefs=atomrefs, property_mean=torch.zeros(1, dtype=torch.float64),
+            )
+        )
+    model = spk.model.NeuralNetworkPotential(
+        representation=rep,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=outputs,
+        postprocessors=post,
+    )
+    model.qdf_config = json.loads(json.dumps(config))
+    model.eval()
+    return model
+
+
+def _find(modules, cls):
+    found = [m for m in modules if isinstance(m, cls)]
+    return found[0] if found else None
+
+
+def model_config(model: nn.Module) -> Dict[str, Any]:
+    """The config of a QDF NeuralNetworkPotential (built here or by ``spktrain``)."""
+    cfg = getattr(model, "qdf_config", None)
+    if cfg is not None:
+        return json.loads(json.dumps(cfg))
+    rep = getattr(model, "representation", None)
+    if not isinstance(rep, QDF):
+        raise ModelFileError(
+            f"not a QDF model: representation is {type(rep).__name__}, expected schnetpack_ext QDF"
+        )
+    rep_hp = dict(rep.hyperparameters)
+    if rep_hp.get("activation") is None:
+        raise ModelFileError("the QDF representation uses a custom activation callable, "
+                             "which cannot be stored; use a named activation")
+    outputs = list(getattr(model, "output_modules", []))
+    atomwise = _find(outputs, spk.atomistic.Atomwise)
+    if atomwise is None:
+        raise ModelFileError("the model has no schnetpack Atomwise output module")
+    if atomwise.n_out != 1 or atomwise.aggregation_mode != "sum":
+        raise ModelFileError("the Atomwise head must have n_out=1 and aggregation_mode='sum'")
+    layers = list(atomwise.outnet)
+    activation = "silu"
+    if len(layers) > 1:
+        act = layers[0].activation
+        names = [k for k, f in ATOMWISE_ACTIVATIONS.items() if f is act]
+        if not names:
+            raise ModelFileError(f"unsupported Atomwise activation {act!r}")
+        activation = names[0]
+    hk = _find(outputs, HKPotential)
+    offsets = None
+    add = _find(list(getattr(model, "postprocessors", [])), spk.transform.AddOffsets)
+    if add is not None:
+        offsets = {"property": add._property, "add_mean": bool(add.add_mean),
+                   "add_atomrefs": bool(add.add_atomrefs), "is_extensive": bool(add.is_extensive)}
+    config = {
+        "representation": rep_hp,
+        "hk": dict(hk.hyperparameters) if hk is not None else None,
+        "energy_key": atomwise.output_key,
+        "atomwise": {
+            "n_in": int(layers[0].in_features),
+            "n_layers": len(layers),
+            "n_hidden": [int(l.out_features) for l in layers[:-1]] or None,
+            "activation": activation,
+            "aggregation_mode": "sum",
+        },
+        "offsets": offsets,
+    }
+    return validate_config(json.loads(json.dumps(config)))
+
+
+def _canonical_parts(model: nn.Module):
+    outputs = list(model.output_modules)
+    return (
+        model.representation,
+        _find(outputs, spk.atomistic.Atomwise),
+        _find(outputs, HKPotential),
+        _find(list(model.postprocessors), spk.transform.AddOffsets),
+    )
+
+
+def as_qdf_model(model: nn.Module) -> spk.model.NeuralNetworkPotential:
+    """A model built by :func:`build_qdf_model` with the weights of ``model``.
+
+    Returns ``model`` itself when it was built by the factory; otherwise (e.g. an
+    unpickled SchNetPack ``best_model``) rebuilds it and copies the weights module
+    by module (strictly).
+    """
+    if getattr(model, "qdf_config", None) is not None:
+        return model
+    config = model_config(model)
+    new = build_qdf_model(config)
+    src, dst = _canonical_parts(model), _canonical_parts(new)
+    for name, s, d in zip(("representation", "atomwise", "hk", "offsets"), src, dst):
+        if (s is None) != (d is None):
+            raise ModelFileError(f"cannot map the {name} module onto the QDF model")
+        if s is not None:
+            state = {k: v.detach().to("cpu") for k, v in s.state_dict().items()}
+            d.load_state_dict(state, strict=True)
+    return new
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def weights_sha256(state_dict: Dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes of a state dict (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not isinstance(t, torch.Tensor):
+            raise ModelFileError(f"state_dict[{name!r}] is not a tensor")
+        t = t.detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(repr(tuple(t.shape)).encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: PathLike) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def save_qdf_model(model: nn.Module, path: PathLike, metadata: Optional[Dict[str, Any]] = None) -> str:
+    """Write ``model`` (a QDF NeuralNetworkPotential) as a safe ase-qdf model file.
+
+    Args:
+        model: a model from :func:`build_qdf_model`/:func:`load_qdf_model`, or a
+            SchNetPack QDF model of the ``qdf_qm9`` layout (converted on the fly).
+        path: output file (``.pt``); written atomically (temp file + rename).
+        metadata: JSON-serialisable dict (e.g. training data, metrics, date).
+
+    Returns:
+        The SHA-256 of the written file.
+    """
+    metadata = dict(metadata or {})
+    try:
+        metadata = json.loads(json.dumps(metadata))
+    except TypeError as err:
+        raise ValueError(f"metadata must be JSON-serialisable: {err}") from None
+    canonical = as_qdf_model(model)
+    state = {k: v.detach().to("cpu").clone() for k, v in canonical.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model_config(canonical),
+        "state_dict": state,
+        "weights_sha256": weights_sha256(state),
+        "metadata": metadata,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def read_model_file(path: PathLike, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+    """Read and check an ase-qdf model file without building the model.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ModelFileError: (``ValueError``) file SHA-256 differs from ``expected_sha256``,
+            the file is not a weights-only file (e.g. a pickled SchNetPack model),
+            its format/version/config is wrong, or its weights hash does not match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if expected_sha256:
+        actual = file_sha256(path)
+        if actual.lower() != expected_sha256.lower():
+            raise ModelFileError(
+                f"SHA-256 mismatch for {path}: expected {expected_sha256}, got {actual}; "
+                "the file is corrupt or not the registered model"
+            )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
+        raise UntrustedPickleError(
+            f"{path} is not a safe ase-qdf model file: it cannot be loaded with "
+            f"torch.load(weights_only=True) ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            "If it is a SchNetPack best_model or checkpoint from your own training, convert it "
+            "with `qdf export BEST_MODEL OUT.pt --trust-pickle` (unpickling can run arbitrary code)."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelFileError(f"{path} is not an ase-qdf model file (format = {got!r}, expected {FORMAT!r})")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format_version {version} is newer than this ase-qdf supports "
+            f"({FORMAT_VERSION}); upgrade ase-qdf"
+        )
+    for key in ("config", "state_dict", "weights_sha256"):
+        if key not in payload:
+            raise ModelFileError(f"{path}: missing key {key!r}")
+    state = payload["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: state_dict must be a dict")
+    actual = weights_sha256(state)
+    if actual != payload["weights_sha256"]:
+        raise ModelFileError(
+            f"{path}: weights SHA-256 mismatch (recorded {payload['weights_sha256']}, "
+            f"computed {actual}); the weights were modified or corrupted"
+        )
+    try:
+        validate_config(payload["config"])
+    except ModelFileError as err:
+        raise ModelFileError(f"{path}: {err}") from None
+    payload.setdefault("metadata", {})
+    return payload
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """``"auto"`` -> cuda if available, else cpu."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    """``"float32"``/``"float64"`` (or the torch dtypes) -> torch dtype."""
+    table = {"float32": torch.float32, "float64": torch.float64,
+             torch.float32: torch.float32, torch.float64: torch.float64}
+    if dtype not in table:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return table[dtype]
+
+
+def prepare_model(model: nn.Module, device="cpu", dtype=torch.float32) -> nn.Module:
+    """Move a factory model to ``device``/``dtype`` in place, keeping the offsets in float64."""
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    for name, child in model.named_children():
+        # atomrefs and mean are never rounded to float32
+        child.to(device=dev, dtype=torch.float64 if name == "postprocessors" else dt)
+    model.eval()
+    return model
+
+
+def load_qdf_model(
+    path: PathLike,
+    device: Union[str, torch.device] = "cpu",
+    dtype: Union[str, torch.dtype] = torch.float32,
+    expected_sha256: Optional[str] = None,
+) -> spk.model.NeuralNetworkPotential:
+    """Load an ase-qdf model file (``weights_only=True`` only) and rebuild the model.
+
+    The model is rebuilt with :func:`build_qdf_model` from the stored config and
+    the state dict is loaded strictly. ``model.qdf_metadata`` holds the metadata,
+    ``model.qdf_sha256`` the file's SHA-256 and ``model.qdf_path`` the path.
+
+    Raises:
+        FileNotFoundError, ModelFileError (``ValueError``): see :func:`read_model_file`.
+    """
+    payload = read_model_file(path, expected_sha256=expected_sha256)
+    model = build_qdf_model(payload["config"])
+    missing, unexpected = set(), set()
+    own = model.state_dict()
+    missing = sorted(set(own) - set(payload["state_dict"]))
+    unexpected = sorted(set(payload["state_dict"]) - set(own))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{path}: state_dict does not match the config (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]})"
+        )
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise ModelFileError(f"{path}: state_dict does not match the config: {err}") from None
+    prepare_model(model, device, dtype)
+    model.qdf_metadata = payload["metadata"]
+    model.qdf_sha256 = file_sha256(path)
+    model.qdf_path = str(path)
+    return model
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_spk_model(
+    best_model_path: PathLike,
+    out_path: PathLike,
+    trust_pickle: bool = False,
+    metadata: Optional[Dict[str, Any]] = None,
+) -> str:
+    """Convert a pickled SchNetPack ``best_model`` (or Lightning ``.ckpt``) to an ase-qdf file.
+
+    SchNetPack saves whole pickled modules; unpickling a file executes code named
+    in it, so only do this for files from your own training runs, and say so with
+    ``trust_pickle=True``.
+
+    Returns:
+        The SHA-256 of the written file.
+
+    Raises:
+        UntrustedPickleError: ``trust_pickle`` is not True.
+    """
+    if trust_pickle is not True:
+        raise UntrustedPickleError(
+            f"refusing to unpickle {best_model_path}: SchNetPack best_model/checkpoint files are "
+            "pickles, and loading a pickle can execute arbitrary code. Only convert files written "
+            "by your own training, with trust_pickle=True (CLI: --trust-pickle)."
+        )
+    obj = torch.load(best_model_path, map_location="cpu", weights_only=False)
+    model = obj
+    if isinstance(obj, dict):  # Lightning checkpoint: model in hyper_parameters, weights in state_dict
+        model = (obj.get("hyper_parameters") or {}).get("model")
+        if not isinstance(model, nn.Module):
+            raise ModelFileError(f"{best_model_path}: checkpoint holds no pickled model in hyper_parameters")
+        state = {k[len("model."):]: v for k, v in obj.get("state_dict", {}).items() if k.startswith("model.")}
+        if state:
+            model.load_state_dict(state, strict=True)
+    if not isinstance(model, nn.Module):
+        raise ModelFileError(f"{best_model_path}: expected a pickled model, got {type(model).__name__}")
+    meta = {"source": os.path.basename(str(best_model_path)),
+            "schnetpack_version": getattr(model, "spk_version", None)}
+    meta.update(metadata or {})
+    return save_qdf_model(model.cpu(), out_path, metadata=meta)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def models_dir() -> Path:
+    """The folder of the shipped models (``ase_qdf/models``)."""
+    return Path(__file__).resolve().parent / "models"
+
+
+def _read_registry(directory: Optional[Path] = None) -> Dict[str, Any]:
+    reg_path = (directory or models_dir()) / REGISTRY_FILE
+    if not reg_path.is_file():
+        return {"default": DEFAULT_MODEL_NAME, "models": []}
+    with open(reg_path) as f:
+        return json.load(f)
+
+
+def registry_entry(name: Optional[str] = None) -> Dict[str, Any]:
+    """The registry entry (name, file, sha256) of a shipped model (default: the default one)."""
+    reg = _read_registry()
+    name = name or reg.get("default", DEFAULT_MODEL_NAME)
+    for entry in reg.get("models", []):
+        if entry.get("name") == name:
+            return entry
+    return {"name": name, "file": f"{name}.pt", "sha256": None}
+
+
+def default_model_path(name: Optional[str] = None) -> Path:
+    """Path of the shipped model (it may not exist yet)."""
+    return models_dir() / registry_entry(name)["file"]
+
+
+def load_default_model(device="cpu", dtype=torch.float32, name: Optional[str] = None):
+    """Load the shipped model, checking its SHA-256 against the registry.
+
+    Raises:
+        FileNotFoundError: the model file is not shipped (yet).
+        ModelFileError: no SHA-256 recorded, or it does not match.
+    """
+    entry = registry_entry(name)
+    path = models_dir() / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped QDF model {path} is not present (no trained model has been shipped "
+            "with this installation yet); pass a model file explicitly "
+            "(model=PATH / --model PATH / QDF_MODEL=PATH)"
+        )
+    if not entry.get("sha256"):
+        raise ModelFileError(f"no SHA-256 recorded for {entry['name']} in {models_dir() / REGISTRY_FILE}")
+    return load_qdf_model(path, device=device, dtype=dtype, expected_sha256=entry["sha256"])
+
+
+def register_model(path: PathLike, name: str = DEFAULT_MODEL_NAME, directory: Optional[PathLike] = None,
+                   make_default: bool = True) -> Dict[str, Any]:
+    """Record ``name``, file name and SHA-256 of a model file in ``registry.json``.
+
+    The file must lie in ``directory`` (default: the shipped models folder) and is
+    validated first.
+    """
+    directory = Path(directory) if directory is not None else models_dir()
+    path = Path(path)
+    if path.resolve().parent != directory.resolve():
+        raise ValueError(f"{path} must lie in {directory}")
+    read_model_file(path)
+    reg = _read_registry(directory)
+    entry = {"name": name, "file": path.name, "sha256": file_sha256(path)}
+    reg["models"] = [e for e in reg.get("models", []) if e.get("name") != name] + [entry]
+    if make_default:
+        reg["default"] = name
+    with open(directory / REGISTRY_FILE, "w") as f:
+        json.dump(reg, f, indent=2)
+        f.write("\n")
+    return entry

@@ -1,0 +1,257 @@
+"""Batch prediction with a QDF model, and the one code path that runs the model.
+
+:func:`evaluate_batch` runs a collated SchNetPack batch through the model (forces
+only on request, the Hohenberg-Kohn head never); :class:`QDFEngine` turns ASE
+``Atoms`` into batches; the ASE calculator and :func:`predict` both use it.
+
+Energy convention (eV): ``energy`` is the predicted total U0 =
+atomization energy + QM9 U0 atomrefs of the atoms; ``atomization_energy`` =
+``energy`` − Σ atomrefs; ``energies`` are per-atom contributions (network
+output + mean per atom + atomref of the atom) that sum to ``energy``;
+``forces`` = −dE/dR in eV/Å.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import schnetpack as spk
+import schnetpack.properties as properties
+
+from schnetpack_ext.datasets import qm9pack_atomrefs_ev
+
+from ase_qdf.model_io import (
+    _canonical_parts,
+    _find,
+    as_qdf_model,
+    load_default_model,
+    load_qdf_model,
+    per_atom_key,
+    prepare_model,
+    resolve_device,
+    resolve_dtype,
+)
+from ase_qdf.validation import InvalidMoleculeError, validate_atoms
+
+__all__ = ["QDFEngine", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV"]
+
+#: QM9 U0 atomrefs (eV) indexed by atomic number (length 100)
+QM9_ATOMREFS_EV = np.asarray(qm9pack_atomrefs_ev(), dtype=np.float64)
+
+ModelLike = Union[None, str, os.PathLike, nn.Module, "QDFEngine"]
+
+
+def evaluate_batch(model: nn.Module, inputs: Dict[str, torch.Tensor], forces: bool = False) -> Dict[str, torch.Tensor]:
+    """Run a factory-built QDF model on a collated batch.
+
+    Only the energy path runs (the HK fields and head are skipped); the forces
+    module runs only when ``forces`` is true. Grad mode is set by a local
+    context manager; no global torch state changes.
+
+    Args:
+        model: a model from :func:`ase_qdf.model_io.build_qdf_model` (eval mode).
+        inputs: a SchNetPack batch (e.g. from ``AtomsConverter``); modified in place.
+        forces: compute forces (−dE/dR).
+
+    Returns:
+        ``energy`` (n_molecules,) float64 total energies with offsets,
+        ``energies`` (n_atoms,) float64 per-atom energies summing to ``energy``,
+        ``forces`` (n_atoms, 3) or None. All detached.
+    """
+    config = model.qdf_config
+    energy_key = config["energy_key"]
+    rep, atomwise, _, add = _canonical_parts(model)
+    forces_module = _find(list(model.output_modules), spk.atomistic.Forces)
+    with torch.enable_grad() if forces else torch.no_grad():
+        if forces:
+            inputs[properties.R].requires_grad_(True)
+        for m in model.input_modules:
+            inputs = m(inputs)
+        hk_fields = rep.compute_hk_fields
+        rep.compute_hk_fields = False
+        try:
+            inputs = rep(inputs)
+        finally:
+            rep.compute_hk_fields = hk_fields
+        inputs = atomwise(inputs)
+        if forces:
+            inputs = forces_module(inputs)
+        per_atom = inputs[per_atom_key(config)].reshape(-1).to(torch.float64)
+        idx_m = inputs[properties.idx_m]
+        n_molecules = inputs[properties.n_atoms].shape[0]
+        # total energy accumulated in float64 from the per-atom terms
+        inputs[energy_key] = per_atom.new_zeros(n_molecules).index_add_(0, idx_m, per_atom)
+        for pp in model.postprocessors:
+            inputs = pp(inputs)
+        offsets = torch.zeros_like(per_atom)
+        if add is not None and add.add_mean:
+            offsets = offsets + add.mean.to(torch.float64)
+        if add is not None and add.add_atomrefs:
+            offsets = offsets + add.atomref.to(torch.float64)[inputs[properties.Z]]
+    return {
+        "energy": inputs[energy_key].detach(),
+        "energies": (per_atom + offsets).detach(),
+        "forces": inputs["forces"].detach() if forces else None,
+    }
+
+
+def _module_state(model: nn.Module):
+    p = next(model.representation.parameters())
+    return p.device, p.dtype
+
+
+def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn.Module:
+    """Path / module / None (shipped default) -> factory model on ``device`` in ``dtype``.
+
+    A module that is already on the right device and dtype is used as is
+    (not copied); otherwise a copy is converted, the caller's module is untouched.
+    """
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    if isinstance(model, QDFEngine):
+        model = model.model
+    if model is None:
+        return load_default_model(device=dev, dtype=dt)
+    if isinstance(model, (str, os.PathLike)):
+        return load_qdf_model(model, device=dev, dtype=dt)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be None, a path or a torch module, got {type(model).__name__}")
+    canonical = as_qdf_model(model)
+    if canonical is model:
+        m_dev, m_dt = _module_state(model)
+        same_dev = m_dev.type == dev.type and (dev.index is None or m_dev.index == dev.index)
+        if same_dev and m_dt == dt and not model.training:
+            return model
+        canonical = copy.deepcopy(model)
+    return prepare_model(canonical, dev, dt)
+
+
+class QDFEngine:
+    """A loaded QDF model plus the ASE -> batch converter (neighbour list from the model).
+
+    Args:
+        model: model file path, loaded module, or None for the shipped model.
+        device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ...
+        dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    def __init__(self, model: ModelLike = None, device="auto", dtype="float32"):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.model = resolve_model(model, self.device, self.dtype)
+        self.cutoff = float(self.model.representation.cutoff)
+        self.converter = spk.interfaces.AtomsConverter(
+            neighbor_list=spk.transform.MatScipyNeighborList(cutoff=self.cutoff),
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    def evaluate(self, atoms_list: Sequence, forces: bool = False) -> List[Dict[str, Any]]:
+        """Evaluate already validated molecules as one batch; one result dict each."""
+        atoms_list = list(atoms_list)
+        if not atoms_list:
+            return []
+        inputs = self.converter(atoms_list)
+        out = evaluate_batch(self.model, inputs, forces=forces)
+        energy = out["energy"].cpu().numpy()
+        energies = out["energies"].cpu().numpy()
+        force = out["forces"].cpu().to(torch.float64).numpy() if forces else None
+        bounds = np.cumsum([0] + [len(a) for a in atoms_list])
+        results = []
+        for k, atoms in enumerate(atoms_list):
+            sl = slice(bounds[k], bounds[k + 1])
+            e = float(energy[k])
+            results.append({
+                "energy": e,
+                "atomization_energy": e - float(QM9_ATOMREFS_EV[atoms.numbers].sum()),
+                "energies": energies[sl].copy(),
+                "forces": force[sl].copy() if forces else None,
+                "error": None,
+            })
+        return results
+
+
+def _error_result(err: BaseException) -> Dict[str, Any]:
+    return {"energy": float("nan"), "atomization_energy": float("nan"), "energies": None,
+            "forces": None, "error": f"{type(err).__name__}: {err}"}
+
+
+def predict(
+    atoms_list: Iterable,
+    model: ModelLike = None,
+    batch_size: int = 64,
+    device="auto",
+    dtype="float32",
+    forces: bool = False,
+    on_error: str = "raise",
+) -> List[Dict[str, Any]]:
+    """Predict many molecules, batching molecules of different sizes together.
+
+    Args:
+        atoms_list: ``ase.Atoms`` objects.
+        model: model file path, loaded module, :class:`QDFEngine`, or None (shipped model).
+        batch_size: molecules per model call.
+        device, dtype: see :class:`QDFEngine` (ignored when an engine is given).
+        forces: also compute forces (eV/Å).
+        on_error: ``"raise"``: the first invalid molecule or failure raises;
+            ``"record"``: it gets an ``error`` string (energies NaN) and the others
+            still run. A failing batch is retried molecule by molecule.
+
+    Returns:
+        One dict per input, in input order: ``energy`` (eV, total U0),
+        ``atomization_energy`` (eV), ``energies`` (per atom, eV), ``forces``
+        ((n, 3) eV/Å or None), ``error`` (None or message).
+    """
+    if on_error not in ("raise", "record"):
+        raise ValueError("on_error must be 'raise' or 'record'")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    atoms_list = list(atoms_list)
+    engine = model if isinstance(model, QDFEngine) else QDFEngine(model, device, dtype)
+    results: List[Optional[Dict[str, Any]]] = [None] * len(atoms_list)
+    valid = []
+    for k, atoms in enumerate(atoms_list):
+        try:
+            validate_atoms(atoms)
+            valid.append(k)
+        except InvalidMoleculeError as err:
+            if on_error == "raise":
+                raise InvalidMoleculeError(f"molecule {k}: {err}", err.reason) from None
+            results[k] = _error_result(err)
+    for start in range(0, len(valid), batch_size):
+        chunk = valid[start:start + batch_size]
+        try:
+            outs = engine.evaluate([atoms_list[k] for k in chunk], forces=forces)
+        except Exception as err:  # noqa: BLE001 - recorded per molecule below
+            if on_error == "raise":
+                raise
+            outs = []
+            for k in chunk:
+                try:
+                    outs.extend(engine.evaluate([atoms_list[k]], forces=forces))
+                except Exception as single_err:  # noqa: BLE001
+                    outs.append(_error_result(single_err))
+        for k, out in zip(chunk, outs):
+            results[k] = out
+    return results
+
+
+def predict_energies(
+    atoms_list: Iterable,
+    model: ModelLike = None,
+    batch_size: int = 64,
+    device="auto",
+    dtype="float32",
+) -> np.ndarray:
+    """Total energies (eV, predicted U0 = atomization energy + QM9 atomrefs), one per molecule.
+
+    Raises :class:`~ase_qdf.validation.InvalidMoleculeError` on the first invalid
+    molecule; use :func:`predict` with ``on_error="record"`` to skip them instead.
+    """
+    results = predict(atoms_list, model=model, batch_size=batch_size, device=device, dtype=dtype)
+    return np.array([r["energy"] for r in results], dtype=np.float64)
