@@ -117,7 +117,7 @@ class QDF(nn.Module):
         zeta_min: float = 0.5,
         compute_hk_fields: bool = True,
         mixed_precision: str = "off",
-        chunk_size: Optional[int] = 1024,
+        chunk_size: Optional[int] = 128,
     ):
         super().__init__()
         # constructor arguments, for saving the model as weights + config
