@@ -73,12 +73,7 @@ def evaluate_batch(model: nn.Module, inputs: Dict[str, torch.Tensor], forces: bo
             inputs[properties.R].requires_grad_(True)
         for m in model.input_modules:
             inputs = m(inputs)
-        hk_fields = rep.compute_hk_fields
-        rep.compute_hk_fields = False
-        try:
-            inputs = rep(inputs)
-        finally:
-            rep.compute_hk_fields = hk_fields
+        inputs = rep(inputs, compute_hk_fields=False)
         inputs = atomwise(inputs)
         if forces:
             inputs = forces_module(inputs)

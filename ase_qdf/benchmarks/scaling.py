@@ -30,7 +30,7 @@ def measure_one(n_atoms: int, structure: str = "alkane", experiment: str = "qdf_
     atoms = alkane_with_atoms(n_atoms) if structure == "alkane" else organic_cluster(n_atoms)
     cutoff = neighbor_cutoff(experiment, overrides)
     model = model_from_experiment(experiment, overrides)
-    # energy + forces only, as a calculator runs it: no HK map, no grid fields
+    # energy + forces only, as the calculator runs them: no HK map, no grid fields
     model.representation.compute_hk_fields = False
     model.output_modules = torch.nn.ModuleList([model.output_modules[0], spk.atomistic.Forces(energy_key="energy_U0", force_key="forces")])
     model.collect_derivatives()

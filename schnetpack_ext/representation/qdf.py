@@ -286,7 +286,19 @@ class QDF(nn.Module):
         # quadrature pooling per atom; the product promotes bf16 to full precision
         return (functional * weights[None, :, None]).sum(1)
 
-    def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, inputs: Dict[str, torch.Tensor], compute_hk_fields: Optional[bool] = None
+    ) -> Dict[str, torch.Tensor]:
+        """Write ``scalar_representation`` (and the HK grid fields) into ``inputs``.
+
+        Args:
+            inputs: a SchNetPack batch with neighbour pairs and ``Rij``.
+            compute_hk_fields: per-call override of :attr:`compute_hk_fields`
+                (e.g. False for energy-only inference), without touching the
+                module, so one model can serve several threads.
+        """
+        if compute_hk_fields is None:
+            compute_hk_fields = self.compute_hk_fields
         atomic_numbers = inputs[properties.Z]
         idx_m = inputs[properties.idx_m]
         n_atoms = atomic_numbers.shape[0]
@@ -364,7 +376,7 @@ class QDF(nn.Module):
             pooled.append(run(self._pooled_functional, basis_by_type[a0:a1], per_atom, first.bias))
         inputs["scalar_representation"] = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
 
-        if self.compute_hk_fields:
+        if compute_hk_fields:
             # rho = sum_k psi_k^2 = B^T (C_m C_m^T) B per grid point
             density_matrix = torch.matmul(molecule_coefficients, molecule_coefficients.transpose(1, 2))
             per_atom = density_matrix[0] if n_molecules == 1 else density_matrix[idx_m]
