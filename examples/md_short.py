@@ -18,17 +18,14 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from ase_qdf import QDFCalculator
-from ase_qdf.model_io import load_default_model
+from ase_qdf.model_io import resolve_model
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
 
 def get_model(path):
-    path = path or os.environ.get("QDF_MODEL")
-    if path:
-        return path
     try:
-        return load_default_model()
+        return resolve_model(path)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 

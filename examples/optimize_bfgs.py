@@ -14,17 +14,14 @@ from ase.build import molecule
 from ase.optimize import BFGS
 
 from ase_qdf import QDFCalculator
-from ase_qdf.model_io import load_default_model
+from ase_qdf.model_io import resolve_model
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
 
 def get_model(path):
-    path = path or os.environ.get("QDF_MODEL")
-    if path:
-        return path
     try:
-        return load_default_model()
+        return resolve_model(path)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 
