@@ -19,6 +19,11 @@ def _table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
+def _inference_keys(row) -> List[str]:
+    keys = [k for k in row if k.startswith("inference_mol_per_s_bs")]
+    return sorted(keys, key=lambda k: int(k.rsplit("bs", 1)[1]))
+
+
 def _throughput_section(data) -> str:
     m = data["machine"]
     out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
@@ -28,10 +33,10 @@ def _throughput_section(data) -> str:
     for name, r in data["models"].items():
         rows.append([name, f"{r['parameters']:,}", r["train_hk_mode"], f"{r['train_mol_per_s']:.0f}",
                      f"{r.get('train_ratio_vs_schnet', float('nan')):.3f}",
-                     *(f"{r[k]:.0f}" for k in sorted(r) if k.startswith("inference_mol_per_s")),
+                     *(f"{r[k]:.0f}" for k in _inference_keys(r)),
                      f"{r.get('inference_ratio_vs_schnet_bs32', float('nan')):.3f}"])
     first = next(iter(data["models"].values()))
-    inf_cols = [k.replace("inference_mol_per_s_", "infer mol/s ") for k in sorted(first) if k.startswith("inference_mol_per_s")]
+    inf_cols = [k.replace("inference_mol_per_s_", "infer mol/s ") for k in _inference_keys(first)]
     out.append(_table(["model", "params", "HK", "train mol/s", "train ÷ SchNet", *inf_cols, "infer ÷ SchNet (bs32)"], rows))
     return "\n".join(out)
 
@@ -62,7 +67,7 @@ def _scaling_section(rows, plot_path: Path) -> str:
 
 
 def _rotation_section(results) -> str:
-    return _table(["model", "dtype", "molecules × rotations", "mean |ΔE| meV", "max |ΔE| meV"],
+    return _table(["model", "dtype", "molecules × rotations", "mean abs ΔE (meV)", "max abs ΔE (meV)"],
                   [[r["source"], r["dtype"], f"{r['n_molecules']} × {r['n_rotations']}",
                     f"{r['mean_abs_delta_meV']:.4f}", f"{r['max_abs_delta_meV']:.4f}"] for r in results])
 
