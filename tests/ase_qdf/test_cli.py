@@ -164,3 +164,37 @@ def test_benchmark_dispatch(monkeypatch):
     monkeypatch.setitem(sys.modules, "ase_qdf.benchmarks", fake)
     assert cli.main(["benchmark", "speed", "--n", "3"]) == 0
     assert seen == [["speed", "--n", "3"]]
+
+
+def test_screen_killed_with_sigkill_and_rerun_loses_and_duplicates_nothing(tmp_path, model_path):
+    """A real SIGKILL in the middle of a run, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from schnetpack_ext.datasets import qm9pack_atoms
+
+    source = tmp_path / "library.xyz"
+    write(source, [atoms for _, atoms, _ in qm9pack_atoms("under14", 300)])
+    out = tmp_path / "screen.csv"
+    cmd = [sys.executable, "-c", "from ase_qdf.cli import main; raise SystemExit(main())",
+           "screen", str(source), "-o", str(out), "--model", str(model_path),
+           "--batch-size", "4", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if out.exists() and out.read_text().count("\n") > 20:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = out.read_text().count("\n") - 1
+    assert 0 < partial < 300, "the kill must land in the middle of the run"
+
+    subprocess.run(cmd, check=True, timeout=600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = _rows(out)
+    keys = _keys(rows)
+    assert len(keys) == len(set(keys)) == 300
+    assert sorted(int(r["index"]) for r in rows) == list(range(300))
+    assert all(r["energy_eV"] and not r["error"] for r in rows)
