@@ -130,10 +130,6 @@ def _read_existing(path: str) -> Tuple[Set[Tuple[str, str]], int]:
     return done, n_ok
 
 
-def _model_arg(path: Optional[str]):
-    return path or os.environ.get("QDF_MODEL") or None
-
-
 def _screen(args) -> int:
     from tqdm import tqdm
 
@@ -141,7 +137,7 @@ def _screen(args) -> int:
 
     k, n = args.shard
     try:
-        engine = QDFEngine(_model_arg(args.model), device=args.device, dtype=args.dtype)
+        engine = QDFEngine(args.model, device=args.device, dtype=args.dtype)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf screen: cannot load the model: {err}", file=sys.stderr)
         return 2
@@ -218,7 +214,7 @@ def _screen(args) -> int:
 def _info(args) -> int:
     from ase_qdf import model_io
 
-    path = _model_arg(args.model)
+    path = args.model
     card = None
     try:
         if path is None:

@@ -602,19 +602,6 @@ def load_default_model(device="cpu", dtype=torch.float32, name: Optional[str] = 
     return load_qdf_model(path, device=device, dtype=dtype, expected_sha256=entry["sha256"])
 
 
-def resolve_model(path: Optional[PathLike] = None, device="cpu", dtype=torch.float32):
-    """The model a user means: ``path``, else ``$QDF_MODEL``, else the shipped model.
-
-    Raises:
-        FileNotFoundError, ModelFileError: as :func:`load_qdf_model` and
-            :func:`load_default_model`.
-    """
-    path = path or os.environ.get("QDF_MODEL")
-    if path:
-        return load_qdf_model(path, device=device, dtype=dtype)
-    return load_default_model(device=device, dtype=dtype)
-
-
 def register_model(path: PathLike, name: str = DEFAULT_MODEL_NAME, directory: Optional[PathLike] = None,
                    make_default: bool = True) -> Dict[str, Any]:
     """Record ``name``, file name and SHA-256 of a model file in ``registry.json``.

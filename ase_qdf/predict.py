@@ -102,7 +102,9 @@ def _module_state(model: nn.Module):
 
 
 def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn.Module:
-    """Path / module / None (shipped default) -> factory model on ``device`` in ``dtype``.
+    """Path / module / None -> factory model on ``device`` in ``dtype``.
+
+    None means ``$QDF_MODEL`` if set, else the shipped default model.
 
     A module that is already on the right device and dtype is used as is
     (not copied); otherwise a copy is converted, the caller's module is untouched.
@@ -110,6 +112,8 @@ def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     if isinstance(model, QDFEngine):
         model = model.model
+    if model is None:
+        model = os.environ.get("QDF_MODEL") or None
     if model is None:
         return load_default_model(device=dev, dtype=dt)
     if isinstance(model, (str, os.PathLike)):

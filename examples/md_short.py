@@ -18,7 +18,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from ase_qdf import QDFCalculator
-from ase_qdf.model_io import resolve_model
+from ase_qdf.predict import resolve_model
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 

@@ -14,7 +14,7 @@ from ase.build import molecule
 from ase.optimize import BFGS
 
 from ase_qdf import QDFCalculator
-from ase_qdf.model_io import resolve_model
+from ase_qdf.predict import resolve_model
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 

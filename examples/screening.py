@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ase_qdf import InvalidMoleculeError, predict_energies, validate_atoms
-from ase_qdf.model_io import resolve_model
+from ase_qdf.predict import resolve_model
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
