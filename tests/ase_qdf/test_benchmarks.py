@@ -1,0 +1,34 @@
+"""The benchmark harness runs (tiny sizes); timings themselves are not tested."""
+
+import json
+
+import numpy as np
+
+from ase_qdf.benchmarks import report, rotation
+from ase_qdf.benchmarks.structures import alkane_with_atoms, linear_alkane, organic_cluster
+
+
+def test_structures_have_the_requested_size_and_sane_geometry():
+    decane = linear_alkane(10)
+    assert decane.get_chemical_formula() == "C10H22"
+    distances = decane.get_all_distances() + 10 * np.eye(len(decane))
+    assert 1.0 < distances.min() < 1.2  # C-H bonds, no overlaps
+    assert len(alkane_with_atoms(1000)) in range(998, 1003)
+    cluster = organic_cluster(500)
+    assert len(cluster) == 500
+    assert (cluster.get_all_distances() + 10 * np.eye(500)).min() > 1.0
+
+
+def test_rotation_benchmark_and_report(tmp_path):
+    result = rotation.main([
+        "--molecules", "3", "--rotations", "2",
+        "--override", "model.representation.n_atom_basis=8",
+        "--override", "model.output_modules.1.n_hidden=8",
+        "--json", str(tmp_path / "rotation_tiny.json"),
+    ])
+    assert result["n_molecules"] == 3 and result["mean_abs_delta_meV"] < 1.0
+    (tmp_path / "scaling.json").write_text(json.dumps([
+        {"n_atoms": 10, "n_pairs": 90, "seconds": 0.01, "ms_per_atom": 1.0, "peak_rss_MiB": 500.0, "kiB_per_atom": 10.0},
+    ]))
+    text = report.write_report(tmp_path).read_text()
+    assert "Rotation invariance" in text and "| 10 | 90 |" in text
