@@ -11,7 +11,7 @@ References:
     .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 

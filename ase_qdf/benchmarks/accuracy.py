@@ -12,27 +12,14 @@ random sample of (or all) ``over15`` molecules against U0 from ``qm9pack``::
 import argparse
 import json
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 import numpy as np
 import torch
-from ase import Atoms
 
-import schnetpack as spk
+from .models import save_json, spk_energies
 
 __all__ = ["errors_by_size", "main"]
-
-
-def _spk_energies(model, molecules: Sequence[Atoms], cutoff: float, batch_size: int = 64) -> np.ndarray:
-    converter = spk.interfaces.AtomsConverter(
-        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32
-    )
-    model = model.float().eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(molecules), batch_size):
-            out.append(model(converter(list(molecules[i : i + batch_size])))["energy_U0"].double().numpy())
-    return np.concatenate(out)
 
 
 def errors_by_size(predicted: np.ndarray, reference: np.ndarray, n_atoms: np.ndarray) -> Dict[str, object]:
@@ -72,7 +59,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         cutoff = float(getattr(model.representation, "cutoff", 5.0))
 
         def energies(mols):
-            return _spk_energies(model, mols, cutoff)
+            return spk_energies(model, mols, cutoff)
 
     data = QM9Pack(subset="under14", batch_size=1)
     data.prepare_data()
@@ -89,9 +76,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
             energies([a for _, a, _ in over]), np.array([u for _, _, u in over]), np.array([len(a) for _, a, _ in over]))
     print(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "by_n_atoms"} if isinstance(v, dict) else v)
                       for k, v in results.items()}, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(results, args.json)
     return results
 
 

@@ -16,20 +16,9 @@ import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-import schnetpack as spk
+from .models import save_json, spk_energies
 
 __all__ = ["rotation_invariance", "main"]
-
-
-def _energies(model, atoms_list: Sequence[Atoms], cutoff: float, key: str, dtype, batch_size=32) -> np.ndarray:
-    converter = spk.interfaces.AtomsConverter(
-        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), dtype=dtype
-    )
-    out = []
-    for start in range(0, len(atoms_list), batch_size):
-        batch = converter(list(atoms_list[start : start + batch_size]))
-        out.append(model(batch)[key].detach().double().numpy())
-    return np.concatenate(out)
 
 
 def rotation_invariance(
@@ -51,7 +40,7 @@ def rotation_invariance(
         dtype: evaluation dtype (float64 isolates the quadrature error).
     """
     model = model.to(dtype).eval()
-    reference = _energies(model, molecules, cutoff, energy_key, dtype)
+    reference = spk_energies(model, molecules, cutoff, energy_key, dtype)
     rotations = Rotation.random(n_rotations * len(molecules), random_state=seed).as_matrix()
     rotated = []
     for k, atoms in enumerate(molecules):
@@ -60,7 +49,7 @@ def rotation_invariance(
             centre = moved.get_center_of_mass()
             moved.positions = (moved.positions - centre) @ rotations[k * n_rotations + r].T + centre
             rotated.append(moved)
-    energies = _energies(model, rotated, cutoff, energy_key, dtype).reshape(len(molecules), n_rotations)
+    energies = spk_energies(model, rotated, cutoff, energy_key, dtype).reshape(len(molecules), n_rotations)
     delta = np.abs(energies - reference[:, None]) * 1000.0
     return {
         "mean_abs_delta_meV": float(delta.mean()),
@@ -109,9 +98,7 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     result = rotation_invariance(model, chosen, cutoff, args.rotations, dtype=getattr(torch, args.dtype))
     result["source"] = args.model or f"{args.experiment} (random weights) {' '.join(args.override)}".strip()
     print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(result, args.json)
     return result
 
 

@@ -16,6 +16,8 @@ from typing import Dict, List
 
 import torch
 
+from .models import save_json
+
 __all__ = ["measure_one", "main"]
 
 
@@ -83,9 +85,7 @@ def main(argv: List[str] = None) -> List[Dict[str, float]]:
         else:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    save_json(rows, args.json)
     return rows
 
 

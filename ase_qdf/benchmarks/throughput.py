@@ -22,6 +22,8 @@ from ase import Atoms
 import schnetpack as spk
 import schnetpack.transform as trn
 
+from .models import save_json
+
 __all__ = ["training_throughput", "inference_throughput", "machine_info", "main"]
 
 EXPERIMENTS = {
@@ -157,9 +159,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         for row in results["models"].values():
             row["train_ratio_vs_schnet"] = row["train_mol_per_s"] / ref["train_mol_per_s"]
             row["inference_ratio_vs_schnet_bs32"] = row.get("inference_mol_per_s_bs32", 0) / ref.get("inference_mol_per_s_bs32", 1)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(results, args.json)
     return results
 
 
