@@ -314,7 +314,12 @@ def as_qdf_model(model: nn.Module) -> spk.model.NeuralNetworkPotential:
         if (s is None) != (d is None):
             raise ModelFileError(f"cannot map the {name} module onto the QDF model")
         if s is not None:
+            target = d.state_dict()
             state = {k: v.detach().to("cpu") for k, v in s.state_dict().items()}
+            for key, value in state.items():
+                # SchNetPack stores a scalar mean after initialize_transforms, shape [1] before
+                if key in target and value.numel() == target[key].numel() == 1:
+                    state[key] = value.reshape(target[key].shape)
             d.load_state_dict(state, strict=True)
     return new
 

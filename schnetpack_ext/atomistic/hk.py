@@ -80,6 +80,16 @@ class HKPotential(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.model_outputs = [output_key, self.target_key, self.weights_key]
 
+    def __setstate__(self, state):
+        # models pickled before ``hyperparameters`` existed: recover them
+        super().__setstate__(state)
+        if "hyperparameters" not in self.__dict__:
+            self.hyperparameters = dict(
+                n_hidden=self.mlp[0].out_features, n_layers=len(self.mlp) - 2,
+                point_fraction=getattr(self, "point_fraction", 1.0),
+                output_key=self.output_key, mixed_precision=self.mixed_precision,
+            )
+
     def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         density = inputs[density_key]
         target = inputs[external_potential_key]

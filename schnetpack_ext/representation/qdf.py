@@ -33,6 +33,8 @@ from torch.utils.checkpoint import checkpoint
 import schnetpack.properties as properties
 import schnetpack.nn as snn
 
+from scipy.integrate import lebedev_rule
+
 from schnetpack_ext.nn.grids import build_grid
 from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_tables
 
@@ -46,6 +48,13 @@ grid_atom_key = "idx_grid_atom"
 
 
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "shifted_softplus": snn.shifted_softplus}
+
+
+def _lebedev_size(order: int) -> int:
+    try:
+        return lebedev_rule(order)[1].shape[0]
+    except ValueError:
+        return -1
 
 
 def autocast_bf16(mode: str, training: bool, device: torch.device):
@@ -171,6 +180,35 @@ class QDF(nn.Module):
                 snn.Dense(n_atom_basis, n_atom_basis, activation=activation)
                 for _ in range(n_functional_layers)
             ]
+        )
+
+    def __setstate__(self, state):
+        # models pickled before ``hyperparameters`` existed: recover them from
+        # the module itself, so that they can still be exported as weights + config
+        super().__setstate__(state)
+        if "hyperparameters" not in self.__dict__:
+            self.hyperparameters = self._recover_hyperparameters()
+
+    def _recover_hyperparameters(self) -> Dict:
+        activation = {fn: name for name, fn in ACTIVATIONS.items()}.get(self.functional[0].activation)
+        n_points = self._buffers["grid_offsets"].shape[0]
+        n_radial, lebedev_order = 2, 11
+        if self.grid_kind == "lebedev":
+            candidates = [(r, o) for o in range(3, 32, 2) for r in range(1, 9)
+                          if r * _lebedev_size(o) == n_points]
+            offsets = self._buffers["grid_offsets"].double()
+            for r, o in candidates:
+                trial, _ = build_grid("lebedev", self.grid_radius, r, o)
+                if trial.shape == offsets.shape and torch.allclose(trial, offsets, atol=1e-6):
+                    n_radial, lebedev_order = r, o
+                    break
+        return dict(
+            n_atom_basis=self.n_atom_basis, n_functional_layers=len(self.functional),
+            activation=activation, grid=self.grid_kind, grid_radius=self.grid_radius,
+            n_radial=n_radial, lebedev_order=lebedev_order, basis_cutoff=self.basis_cutoff,
+            switch_width=self.switch_width, zeta_init=1.0, zeta_min=self.zeta_min,
+            compute_hk_fields=self.compute_hk_fields, mixed_precision=self.mixed_precision,
+            chunk_size=self.chunk_size,
         )
 
     @property

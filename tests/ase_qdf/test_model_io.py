@@ -122,7 +122,9 @@ def spk_training_model(seed=5):
             spk.transform.CastTo64(),
             spk.transform.AddOffsets(
                 "energy_U0", add_mean=True, add_atomrefs=True,
-                atomrefs=torch.tensor(qm9pack_atomrefs_ev()), property_mean=torch.tensor([-0.4]),
+                atomrefs=torch.tensor(qm9pack_atomrefs_ev()),
+                # a scalar, as spktrain leaves it after initialize_transforms
+                property_mean=torch.tensor(-0.4),
             ),
         ],
     )

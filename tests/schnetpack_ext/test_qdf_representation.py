@@ -179,3 +179,18 @@ def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields():
                         fields["density"].detach().numpy(), fields["external_potential"].numpy()))
     for single, chunked in zip(*results):
         np.testing.assert_allclose(chunked, single, rtol=1e-9, atol=1e-12)
+
+
+def test_models_pickled_without_hyperparameters_recover_them(tmp_path):
+    import pickle
+
+    from schnetpack_ext.atomistic import HKPotential
+
+    for module in (QDF(n_atom_basis=8, lebedev_order=9, n_radial=3, activation="relu"),
+                   HKPotential(n_hidden=8, n_layers=2)):
+        expected = dict(module.hyperparameters)
+        del module.hyperparameters  # as pickled by an older version
+        restored = pickle.loads(pickle.dumps(module))
+        for key, value in expected.items():
+            if key != "zeta_init":  # an initial value; the trained weights carry the state
+                assert restored.hyperparameters[key] == value, key
