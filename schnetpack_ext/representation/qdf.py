@@ -254,19 +254,20 @@ class QDF(nn.Module):
             rows_j: (n_pairs,) orbital-table row of atom j.
 
         Returns:
-            (n_pairs, n_points, max_orbitals) basis values (0 in empty slots).
+            (n_pairs, max_orbitals, n_points) basis values (0 in empty slots);
+            points last, so the per-type sums below read contiguous rows.
         """
         on_nucleus = d2 <= 0
         d = torch.sqrt(torch.where(on_nucleus, torch.ones_like(d2), d2))
         d = torch.where(on_nucleus, torch.zeros_like(d), d)
         zeta = self.zeta[self.type_index[rows_j]]  # (P, O)
-        radial = torch.exp(-zeta[:, None, :] * d2[:, :, None])  # (P, G, O)
-        q2 = self.second_shell[rows_j][:, None, :]
-        prefactor = 1.0 + q2 * (d[:, :, None] - 1.0)  # d^(q-1) for q in {1, 2}
+        radial = torch.exp(-zeta[:, :, None] * d2[:, None, :])  # (P, O, G)
+        q2 = self.second_shell[rows_j][:, :, None]
+        prefactor = 1.0 + q2 * (d[:, None, :] - 1.0)  # d^(q-1) for q in {1, 2}
         envelope = smooth_switch(d, self.basis_cutoff, self.switch_width)
         envelope = envelope * (~on_nucleus)
-        mask = self.orbital_mask[rows_j][:, None, :]
-        return radial * prefactor * (envelope[:, :, None] * mask)
+        mask = self.orbital_mask[rows_j][:, :, None]
+        return radial * prefactor * (envelope[:, None, :] * mask)
 
     def pair_basis(self, r_ij: torch.Tensor, rows_j: torch.Tensor):
         """Squared distances and basis of atom j on the grid of atom i, per pair.
@@ -276,7 +277,7 @@ class QDF(nn.Module):
             rows_j: (n_pairs,) orbital-table row of atom j.
 
         Returns:
-            d2 (n_pairs, n_points) and phi (n_pairs, n_points, max_orbitals).
+            d2 (n_pairs, n_points) and phi (n_pairs, max_orbitals, n_points).
         """
         offsets = self.grid_offsets.to(r_ij.dtype)
         # grid point R_i + s seen from atom j: s - R_ij
@@ -287,8 +288,8 @@ class QDF(nn.Module):
         """Contribution of these pairs to sum_g w phi^2 per orbital (j, slot)."""
         _, phi = self.pair_basis(r_ij, rows_j)
         weights = self.grid_weights.to(phi.dtype)
-        norm2 = phi.new_zeros(n_atoms, phi.shape[2])
-        return norm2.index_add_(0, idx_j, torch.einsum("pgo,g->po", phi * phi, weights))
+        norm2 = phi.new_zeros(n_atoms, phi.shape[1])
+        return norm2.index_add_(0, idx_j, (phi * phi) @ weights)
 
     def _typed_basis(self, phi, rows_j, local_i, inv_norm_pairs, n_local: int) -> torch.Tensor:
         """Normalised basis summed per orbital type on the grids of ``n_local`` atoms.
@@ -296,11 +297,11 @@ class QDF(nn.Module):
         Returns:
             (n_local, n_points, n_types): sum over the orbitals of each type.
         """
-        n_types, n_points = self.n_orbital_types, phi.shape[1]
-        phi = phi * inv_norm_pairs[:, None, :]
+        n_types, n_points = self.n_orbital_types, phi.shape[2]
+        phi = phi * inv_norm_pairs[:, :, None]
         target_rows = (local_i[:, None] * n_types + self.type_index[rows_j]).reshape(-1)
         typed = phi.new_zeros(n_local * n_types, n_points)
-        typed.index_add_(0, target_rows, phi.transpose(1, 2).reshape(-1, n_points))
+        typed.index_add_(0, target_rows, phi.reshape(-1, n_points))
         return typed.view(n_local, n_types, n_points).transpose(1, 2)
 
     def _chunk_typed_basis(self, r_ij, rows_j, local_i, inv_norm_pairs, n_local: int):
@@ -364,8 +365,8 @@ class QDF(nn.Module):
         if single_chunk:
             d2, phi = self.pair_basis(r_ij, rows_j)
             # 1. basis normalisation over the molecule grid, per orbital (j, slot)
-            norm2 = phi.new_zeros(n_atoms, phi.shape[2])
-            norm2.index_add_(0, idx_j, torch.einsum("pgo,g->po", phi * phi, weights))
+            norm2 = phi.new_zeros(n_atoms, phi.shape[1])
+            norm2.index_add_(0, idx_j, (phi * phi) @ weights)
             inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
             basis_by_type = self._typed_basis(phi, rows_j, idx_i, inv_norm[idx_j], n_atoms)
             blocks = [(0, n_atoms, 0, idx_i.shape[0])]
