@@ -368,8 +368,8 @@ class QDF(nn.Module):
             norm2 = phi.new_zeros(n_atoms, phi.shape[1])
             norm2.index_add_(0, idx_j, (phi * phi) @ weights)
             inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
-            basis_by_type = self._typed_basis(phi, rows_j, idx_i, inv_norm[idx_j], n_atoms)
             blocks = [(0, n_atoms, 0, idx_i.shape[0])]
+            typed_blocks = [self._typed_basis(phi, rows_j, idx_i, inv_norm[idx_j], n_atoms)]
         else:
             order = torch.argsort(idx_i)
             idx_i, idx_j, r_ij, rows_j = idx_i[order], idx_j[order], r_ij[order], rows_j[order]
@@ -378,26 +378,30 @@ class QDF(nn.Module):
             starts = starts.tolist()
             blocks = [(starts[k], starts[k + 1], bounds[k], bounds[k + 1])
                       for k in range(len(starts) - 1) if starts[k] < starts[k + 1]]
-            norm2 = sum(run(self._orbital_norm2, r_ij[p0:p1], rows_j[p0:p1], idx_j[p0:p1], n_atoms)
-                        for _, _, p0, p1 in blocks)
+            # split, not slice: one backward that concatenates the block
+            # gradients instead of a zero-filled full-size gradient per block
+            r_blocks = torch.split(r_ij, [p1 - p0 for _, _, p0, p1 in blocks])
+            norm2 = sum(run(self._orbital_norm2, r_blk, rows_j[p0:p1], idx_j[p0:p1], n_atoms)
+                        for r_blk, (_, _, p0, p1) in zip(r_blocks, blocks))
             inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
-            basis_by_type = torch.cat([
-                run(self._chunk_typed_basis, r_ij[p0:p1], rows_j[p0:p1], idx_i[p0:p1] - a0,
+            typed_blocks = [
+                run(self._chunk_typed_basis, r_blk, rows_j[p0:p1], idx_i[p0:p1] - a0,
                     inv_norm[idx_j[p0:p1]], a1 - a0)
-                for a0, a1, p0, p1 in blocks
-            ])
+                for r_blk, (a0, a1, p0, p1) in zip(r_blocks, blocks)
+            ]
         n_types = self.n_orbital_types
 
-        # 2.+3. molecular orbitals psi = basis_by_type @ (coefficients * scale_m).
-        # The column normalisation of the coefficients is a per-orbital scale
-        # that the electron-count normalisation removes again, so only the
-        # latter is applied. Its norms follow from the per-molecule Gram matrix
-        # of the typed basis, sum_g w B B^T (T x T), so the D-dimensional
+        # 2.+3. molecular orbitals psi = B @ (coefficients * scale_m), B the
+        # normalised basis summed per orbital type (typed_blocks, per block of
+        # grid atoms). The column normalisation of the coefficients is a
+        # per-orbital scale that the electron-count normalisation removes
+        # again, so only the latter is applied. Its norms follow from the
+        # per-molecule Gram matrix sum_g w B B^T (T x T), so the D-dimensional
         # orbitals are never built before the first functional layer.
-        weighted = basis_by_type * weights[None, :, None]
-        gram = torch.bmm(weighted.transpose(1, 2), basis_by_type)  # (N, T, T)
-        gram_molecule = gram.new_zeros(n_molecules, n_types, n_types, dtype=torch.float64)
-        gram_molecule.index_add_(0, idx_m, gram.double())  # float64 sums
+        gram_molecule = r_ij.new_zeros(n_molecules, n_types, n_types, dtype=torch.float64)
+        for typed, (a0, a1, _, _) in zip(typed_blocks, blocks):
+            gram = torch.bmm((typed * weights[None, :, None]).transpose(1, 2), typed)  # (n, T, T)
+            gram_molecule.index_add_(0, idx_m[a0:a1], gram.double())  # float64 sums
         coefficients = self.coefficients.double()
         norm2_orbitals = (torch.matmul(gram_molecule, coefficients) * coefficients).sum(1)
         n_electrons = norm2_orbitals.new_zeros(n_molecules)
@@ -410,17 +414,19 @@ class QDF(nn.Module):
         first = self.functional[0]
         projected = torch.matmul(molecule_coefficients, first.weight.t())  # (M, T, D)
         pooled = []
-        for a0, a1, _, _ in blocks:
+        for typed, (a0, a1, _, _) in zip(typed_blocks, blocks):
             per_atom = projected[0] if n_molecules == 1 else projected[idx_m[a0:a1]]
-            pooled.append(run(self._pooled_functional, basis_by_type[a0:a1], per_atom, first.bias))
+            pooled.append(run(self._pooled_functional, typed, per_atom, first.bias))
         inputs["scalar_representation"] = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
 
         if compute_hk_fields:
             # rho = sum_k psi_k^2 = B^T (C_m C_m^T) B per grid point
             density_matrix = torch.matmul(molecule_coefficients, molecule_coefficients.transpose(1, 2))
-            per_atom = density_matrix[0] if n_molecules == 1 else density_matrix[idx_m]
-            density = (torch.matmul(basis_by_type, per_atom) * basis_by_type).sum(-1)
-            inputs[density_key] = density.reshape(-1)
+            density = []
+            for typed, (a0, a1, _, _) in zip(typed_blocks, blocks):
+                per_atom = density_matrix[0] if n_molecules == 1 else density_matrix[idx_m[a0:a1]]
+                density.append((torch.matmul(typed, per_atom) * typed).sum(-1))
+            inputs[density_key] = torch.cat(density).reshape(-1)
             # Gaussian external potential V(r) = -sum_A Z_A exp(-|r - R_A|^2):
             # a target computed from the molecule, hence no gradient
             with torch.no_grad():
