@@ -12,6 +12,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS
+
 __all__ = [
     "InvalidMoleculeError",
     "MIN_DISTANCE",
@@ -20,8 +22,8 @@ __all__ = [
     "validate_atoms",
 ]
 
-#: atomic numbers the model knows: H, C, N, O, F
-SUPPORTED_NUMBERS = (1, 6, 7, 8, 9)
+#: atomic numbers the model knows: H, C, N, O, F (those with QDF orbital sets)
+SUPPORTED_NUMBERS = SUPPORTED_ELEMENTS
 SUPPORTED_SYMBOLS = tuple(chemical_symbols[z] for z in SUPPORTED_NUMBERS)
 #: two atoms closer than this (Å) are rejected
 MIN_DISTANCE = 0.5
