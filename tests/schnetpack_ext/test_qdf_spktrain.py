@@ -1,25 +1,13 @@
 """`spktrain` end to end with the shipped QDF experiments (tiny sizes, CPU)."""
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SPKTRAIN = str(Path(sys.executable).with_name("spktrain"))
-if not os.path.exists(SPKTRAIN):
-    SPKTRAIN = shutil.which("spktrain")
+from .spktrain_runner import run_spktrain
 
 
-def spktrain(workdir: Path, run_id: str, experiment: str, *overrides: str):
-    env = dict(os.environ, QDF_CACHE_DIR=str(workdir / "cache"))
-    cmd = [SPKTRAIN, f"experiment={experiment}", f"run.work_dir={workdir}",
-           f"run.data_dir={workdir}/data", f"run.id={run_id}", "print_config=False",
-           *overrides]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+spktrain = run_spktrain
 
 
 @pytest.fixture(scope="module")

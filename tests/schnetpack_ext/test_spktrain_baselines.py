@@ -1,19 +1,14 @@
 """End-to-end `spktrain` runs of the SchNet baseline config (tiny sizes, CPU)."""
 
-import os
 import pickle
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SPKTRAIN = str(Path(sys.executable).with_name("spktrain"))
-if not os.path.exists(SPKTRAIN):
-    SPKTRAIN = shutil.which("spktrain")
+from .spktrain_runner import run_spktrain
 
 TINY = [
     "data.max_molecules=100",
@@ -27,10 +22,7 @@ TINY = [
 
 
 def spktrain(workdir: Path, run_id: str, *overrides: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, QDF_CACHE_DIR=str(workdir / "cache"))
-    cmd = [SPKTRAIN, "experiment=schnet_qm9_under14", *TINY, f"run.work_dir={workdir}",
-           f"run.data_dir={workdir}/data", f"run.id={run_id}", *overrides]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    return run_spktrain(workdir, run_id, "schnet_qm9_under14", *TINY, *overrides, timeout=300)
 
 
 @pytest.fixture(scope="module")
