@@ -30,6 +30,8 @@ EXPERIMENTS = {
     "QDF (ours)": ("qdf_qm9", []),
     "QDF (ours) bf16-train": ("qdf_qm9", ["model.representation.mixed_precision=train",
                                            ]),
+    "QDF (ours) bf16-train order-9": ("qdf_qm9", ["model.representation.mixed_precision=train",
+                                                   "model.representation.lebedev_order=9"]),
     "QDF (paper mode)": ("qdf_qm9_paper", []),
     "SchNet": ("schnet_qm9_under14", []),
     "PaiNN": ("painn_qm9_under14", []),
