@@ -18,3 +18,23 @@ def run_spktrain(workdir: Path, run_id: str, experiment: str, *overrides: str,
     cmd = [SPKTRAIN, f"experiment={experiment}", f"run.work_dir={workdir}",
            f"run.data_dir={workdir}/data", f"run.id={run_id}", "print_config=False", *overrides]
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def spk_energy_of_qm9_molecule(best_model: Path, cutoff: float, name: str = "dsgdb9nsd_000014"):
+    """Energy of one QM9 molecule from SchNetPack's own ``SpkCalculator``, and its U0 (eV)."""
+    from schnetpack.interfaces import SpkCalculator
+    from schnetpack.transform import MatScipyNeighborList
+
+    from schnetpack_ext.datasets import qm9pack_atoms
+
+    calc = SpkCalculator(
+        model=str(best_model),
+        neighbor_list=MatScipyNeighborList(cutoff=cutoff),
+        energy_key="energy_U0",
+        force_key=None,  # energy-only models: SpkCalculator otherwise demands forces
+        energy_unit="eV",
+        position_unit="Ang",
+    )
+    _, atoms, u0 = next(m for m in qm9pack_atoms("under14", 20) if m[0] == name)
+    atoms.calc = calc
+    return atoms.get_potential_energy(), u0

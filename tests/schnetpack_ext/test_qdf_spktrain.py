@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from .spktrain_runner import run_spktrain
+from .spktrain_runner import run_spktrain, spk_energy_of_qm9_molecule
 
 
 spktrain = run_spktrain
@@ -26,22 +26,7 @@ def test_smoke_experiment_trains_and_logs_energy_and_potential_separately(smoke_
 
 
 def test_best_model_works_in_schnetpack_calculator(smoke_run):
-    from schnetpack.interfaces import SpkCalculator
-    from schnetpack.transform import MatScipyNeighborList
-
-    from schnetpack_ext.datasets import qm9pack_atoms
-
-    calc = SpkCalculator(
-        model=str(smoke_run / "best_model"),
-        neighbor_list=MatScipyNeighborList(cutoff=4.75),
-        energy_key="energy_U0",
-        force_key=None,  # trained on energies only
-        energy_unit="eV",
-        position_unit="Ang",
-    )
-    name, atoms, u0 = next(m for m in qm9pack_atoms("under14", 20) if m[0] == "dsgdb9nsd_000014")
-    atoms.calc = calc
-    energy = atoms.get_potential_energy()
+    energy, u0 = spk_energy_of_qm9_molecule(smoke_run / "best_model", cutoff=4.75)
     assert np.isfinite(energy)
     assert abs(energy - u0) < 20.0  # atomrefs and mean are added back
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from .spktrain_runner import run_spktrain
+from .spktrain_runner import run_spktrain, spk_energy_of_qm9_molecule
 
 TINY = [
     "data.max_molecules=100",
@@ -34,26 +34,12 @@ def run_dir(tmp_path_factory):
 
 
 def test_best_model_loads_and_predicts(run_dir):
-    from schnetpack.interfaces import SpkCalculator
-    from schnetpack.transform import MatScipyNeighborList
     from schnetpack.utils import load_model
-
-    from schnetpack_ext.datasets import qm9pack_atoms
 
     assert (run_dir / "best_model").is_file()
     model = load_model(str(run_dir / "best_model"))
     assert isinstance(model, torch.nn.Module)
-    calc = SpkCalculator(
-        model=str(run_dir / "best_model"),
-        neighbor_list=MatScipyNeighborList(cutoff=5.0),
-        energy_key="energy_U0",
-        force_key=None,  # energy-only model: SpkCalculator otherwise demands forces
-        energy_unit="eV",
-        position_unit="Ang",
-    )
-    name, atoms, u0 = next(m for m in qm9pack_atoms("under14", 20) if m[0] == "dsgdb9nsd_000014")
-    atoms.calc = calc
-    energy = atoms.get_potential_energy()
+    energy, u0 = spk_energy_of_qm9_molecule(run_dir / "best_model", cutoff=5.0)
     assert np.isfinite(energy)
     # atomrefs + mean are added back, so even a 1-epoch model is near U0 (~ -4217 eV)
     assert abs(energy - u0) < 20.0
