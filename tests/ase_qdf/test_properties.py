@@ -28,7 +28,14 @@ def _energy_forces(model, atoms):
     return result["energy"], np.asarray(result["forces"])
 
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+# derandomize: CI must see the same examples on every run; the molecules are still random
+# (drawn from a fixed seed), and a local `--hypothesis-seed` run can explore more.
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 
 
 @SETTINGS
@@ -44,5 +51,7 @@ def test_random_molecules_give_finite_invariant_energies_and_zero_net_force(mode
     permutation = rng.permutation(len(atoms))
     moved = moved[permutation]
     energy_moved, forces_moved = _energy_forces(model64, moved)
-    # documented tolerance: the Lebedev quadrature error, ~1e-5 of the energy scale
-    assert abs(energy_moved - energy) < 1e-4
+    # documented tolerance: the Lebedev quadrature error. It is relative to the size of the
+    # energy (a random molecule of 12 heavy atoms reaches ~4000 eV, where a CI run measured a
+    # 1.2e-4 eV difference); a grid that is not invariant (the paper's) misses by ~1e-2 eV.
+    np.testing.assert_allclose(energy_moved, energy, rtol=1e-7, atol=1e-4)
