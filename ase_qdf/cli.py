@@ -257,7 +257,7 @@ def _export(args) -> int:
         meta[key] = value
     try:
         sha = model_io.export_spk_model(args.best_model, args.output, trust_pickle=args.trust_pickle,
-                                        metadata=meta)
+                                        metadata=meta, lebedev_order=args.lebedev_order)
     except model_io.UntrustedPickleError as err:
         print(f"qdf export: {err}", file=sys.stderr)
         return 2
@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trust-pickle", action="store_true",
                    help="required: unpickling executes code; only for files from your own training")
     e.add_argument("--meta", action="append", metavar="KEY=VALUE", help="metadata to store (repeatable)")
+    e.add_argument("--lebedev-order", type=int, metavar="N",
+                   help="evaluate on a Lebedev grid of this angular order (default: as trained)")
     e.add_argument("--register", metavar="NAME",
                    help="record NAME, file and SHA-256 in registry.json (OUT.pt must be in ase_qdf/models)")
 

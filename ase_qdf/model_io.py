@@ -520,12 +520,22 @@ def export_spk_model(
     out_path: PathLike,
     trust_pickle: bool = False,
     metadata: Optional[Dict[str, Any]] = None,
+    lebedev_order: Optional[int] = None,
 ) -> str:
     """Convert a pickled SchNetPack ``best_model`` (or Lightning ``.ckpt``) to an ase-qdf file.
 
     SchNetPack saves whole pickled modules; unpickling a file executes code named
     in it, so only do this for files from your own training runs, and say so with
     ``trust_pickle=True``.
+
+    Args:
+        best_model_path: the pickled model or checkpoint.
+        out_path: the ase-qdf file to write.
+        trust_pickle: must be True (see above).
+        metadata: extra metadata to store.
+        lebedev_order: evaluate the exported model on a Lebedev grid of this
+            order (see :meth:`schnetpack_ext.representation.QDF.set_lebedev_order`);
+            the training order is kept in the metadata.
 
     Returns:
         The SHA-256 of the written file.
@@ -552,6 +562,10 @@ def export_spk_model(
         raise ModelFileError(f"{best_model_path}: expected a pickled model, got {type(model).__name__}")
     meta = {"source": os.path.basename(str(best_model_path)),
             "schnetpack_version": getattr(model, "spk_version", None)}
+    if lebedev_order is not None:
+        representation = model.representation
+        meta["trained_lebedev_order"] = representation.hyperparameters["lebedev_order"]
+        representation.set_lebedev_order(lebedev_order)
     meta.update(metadata or {})
     return save_qdf_model(model.cpu(), out_path, metadata=meta)
 

@@ -175,6 +175,22 @@ def test_export_best_model_and_checkpoint(tmp_path):
                                expected, rtol=0, atol=1e-8)
 
 
+def test_export_on_a_higher_lebedev_order(tmp_path):
+    best = tmp_path / "best_model"
+    torch.save(spk_training_model(), best)
+    out = tmp_path / "order17.pt"
+    export_spk_model(best, out, trust_pickle=True, lebedev_order=17)
+    payload = read_model_file(out)
+    assert payload["config"]["representation"]["lebedev_order"] == 17
+    assert payload["metadata"]["trained_lebedev_order"] == 11
+    model = load_qdf_model(out, dtype="float64")
+    assert model.representation.n_grid_points == 2 * 110
+    # the same functional integrated more exactly: close to, not equal to, the order-11 energies
+    expected = spk_energies(spk_training_model(), MOLS)
+    got = predict_energies(MOLS, model=out, dtype="float64")
+    assert 0 < np.abs(got - expected).max() < 1e-2
+
+
 def test_default_model_missing_and_registry(tmp_path, monkeypatch, model_path):
     monkeypatch.setattr(model_io, "models_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="not present"):
