@@ -26,7 +26,10 @@ class QDFCalculator(Calculator):
 
     Energy, per-atom energies and atomization energy come from one forward pass;
     forces need a backward pass and are computed only when requested. Results are
-    cached by ASE until the atoms change. Only neutral, closed-shell, non-periodic
+    cached by ASE until the atoms change. The model's electron density and
+    Hohenberg-Kohn potential on a regular grid come from
+    :meth:`get_pseudo_density`, :meth:`get_hk_potential` and :meth:`get_density_grid`
+    (see :mod:`ase_qdf.density`). Only neutral, closed-shell, non-periodic
     H/C/N/O/F molecules are accepted (:func:`ase_qdf.validation.validate_atoms`).
 
     Args:
@@ -59,3 +62,78 @@ class QDFCalculator(Calculator):
         self.results["energies"] = result["energies"]
         if want_forces:
             self.results["forces"] = result["forces"]
+
+    # ------------------------------------------------------------ density output
+
+    def _fields(self, atoms=None):
+        """Cached :class:`~schnetpack_ext.representation.qdf_fields.QDFFields` of the molecule."""
+        from ase_qdf.density import molecule_fields
+
+        atoms = atoms if atoms is not None else self.atoms
+        if atoms is None:
+            raise ValueError("no atoms: pass atoms, or run a calculation first (atoms.get_potential_energy())")
+        validate_atoms(atoms)
+        key = (atoms.numbers.tobytes(), atoms.get_positions().tobytes())
+        cached = getattr(self, "_fields_cache", None)
+        if cached is None or cached[0] != key:
+            fields = molecule_fields(atoms, model=self.engine.model, device=self.engine.device,
+                                     dtype=self.engine.dtype)
+            self._fields_cache = cached = (key, fields)
+        return cached[1]
+
+    def get_density_grid(self, atoms=None, spacing=0.2, margin=3.0):
+        """Regular grid of :meth:`get_pseudo_density`: ``(origin, cell, shape)``.
+
+        Args:
+            atoms: the molecule (default: the calculator's atoms).
+            spacing: largest grid spacing (Å).
+            margin: distance from the outermost atoms to the box faces (Å).
+
+        Returns:
+            :class:`ase_qdf.density.RegularGrid`; point ``[i, j, k]`` lies at
+            ``origin + i*cell[0]/nx + j*cell[1]/ny + k*cell[2]/nz`` (Å).
+        """
+        from ase_qdf.density import regular_grid
+
+        atoms = atoms if atoms is not None else self.atoms
+        if atoms is None:
+            raise ValueError("no atoms: pass atoms, or run a calculation first (atoms.get_potential_energy())")
+        validate_atoms(atoms)
+        return regular_grid(atoms, spacing, margin)
+
+    def get_pseudo_density(self, atoms=None, spacing=0.2, margin=3.0):
+        """The model's electron density (electrons/Å^3) on a regular grid.
+
+        Normalised to the electron count over all space. Layout as in ASE's cube
+        writer: ``ase.io.write("rho.cube", atoms_with_cell, data=rho, origin=origin)``
+        with the grid of :meth:`get_density_grid` (or :func:`ase_qdf.density.write_cube`).
+
+        Args:
+            atoms: the molecule (default: the calculator's atoms).
+            spacing: largest grid spacing (Å).
+            margin: distance from the outermost atoms to the box faces (Å).
+
+        Returns:
+            array of shape ``get_density_grid(...).shape``.
+        """
+        from ase_qdf.density import field_on_grid
+
+        grid = self.get_density_grid(atoms, spacing, margin)
+        return field_on_grid(self._fields(atoms), grid, "density")
+
+    def get_hk_potential(self, atoms=None, spacing=0.2, margin=3.0):
+        """The model's Hohenberg-Kohn potential V_hat(r) on the grid of :meth:`get_density_grid`.
+
+        The HK map of the model applied to its density (in the model's own grid
+        normalisation, the input the map was trained on); its target is the
+        Gaussian external potential ``-sum_A Z_A exp(-|r - R_A|^2)``.
+
+        Args:
+            atoms: the molecule (default: the calculator's atoms).
+            spacing: largest grid spacing (Å).
+            margin: distance from the outermost atoms to the box faces (Å).
+        """
+        from ase_qdf.density import field_on_grid
+
+        grid = self.get_density_grid(atoms, spacing, margin)
+        return field_on_grid(self._fields(atoms), grid, "hk_potential")

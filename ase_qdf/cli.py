@@ -3,6 +3,8 @@
     qdf screen INPUT... -o OUT.csv [--model PATH] [--batch-size N] [--device D]
                [--dtype float32|float64] [--forces OUT.extxyz] [--shard K/N] [--quiet]
     qdf info [--model PATH]
+    qdf density INPUT -o OUT.cube [--spacing S] [--margin M] [--potential] [--index N] [--model PATH]
+    qdf density INPUT --line I J -o OUT.png [--extend E] [--potential]   (also writes OUT.csv)
     qdf export BEST_MODEL OUT.pt --trust-pickle [--meta KEY=VALUE ...] [--register NAME]
     qdf benchmark ...        (dispatches to ase_qdf.benchmarks.main when installed)
 
@@ -271,6 +273,72 @@ def _export(args) -> int:
     return 0
 
 
+def _density(args) -> int:
+    """Density (or HK potential) of one molecule as a cube file or a line profile."""
+    import numpy as np
+    from ase.io import read
+
+    from ase_qdf import density
+    from ase_qdf.validation import InvalidMoleculeError
+
+    kind = "hk_potential" if args.potential else "density"
+    try:
+        atoms = read(args.input, index=args.index)
+    except Exception as err:  # noqa: BLE001 - any reader failure is reported the same way
+        print(f"qdf density: cannot read molecule {args.index} of {args.input}: {_one_line(err)}", file=sys.stderr)
+        return 1
+    if args.line is not None:
+        i, j = args.line
+        if not (0 <= i < len(atoms) and 0 <= j < len(atoms)) or i == j:
+            print(f"qdf density: --line needs two different atom indices in 0..{len(atoms) - 1}, got {i} {j}",
+                  file=sys.stderr)
+            return 2
+    try:
+        fields = density.molecule_fields(atoms, model=args.model, device=args.device)
+    except InvalidMoleculeError as err:
+        print(f"qdf density: invalid input: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        print(f"qdf density: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    if args.line is None:
+        grid = density.regular_grid(atoms, args.spacing, args.margin)
+        data = density.field_on_grid(fields, grid, kind)
+        density.write_cube(args.output, atoms, data, grid, comment=f"QDF {kind} ({atoms.get_chemical_formula()})")
+        print(f"wrote {args.output} ({kind}, grid {grid.shape[0]}x{grid.shape[1]}x{grid.shape[2]})")
+        return 0
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    i, j = args.line
+    positions = atoms.get_positions()
+    s, points, values = density.line_profile(fields, positions[i], positions[j], n_points=args.n_points,
+                                             extend=args.extend, kind=kind)
+    label = "electron density (e/Å³)" if kind == "density" else "HK potential"
+    csv_path = os.path.splitext(args.output)[0] + ".csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["s_angstrom", "x", "y", "z", kind])
+        for sk, p, v in zip(s, points, values):
+            writer.writerow([f"{sk:.6f}", f"{p[0]:.6f}", f"{p[1]:.6f}", f"{p[2]:.6f}", f"{v:.8e}"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(s, values)
+    length = float(np.linalg.norm(positions[j] - positions[i]))
+    for x, k in ((0.0, i), (length, j)):
+        ax.axvline(x, color="0.6", lw=0.8, ls="--")
+        ax.annotate(f"{atoms[k].symbol}{k}", (x, 1.0), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom")
+    ax.set_xlabel(f"distance from atom {i} along {i}→{j} (Å)")
+    ax.set_ylabel(label)
+    fig.tight_layout()
+    fig.savefig(args.output, dpi=120)
+    plt.close(fig)
+    print(f"wrote {args.output} and {csv_path}")
+    return 0
+
+
 def _benchmark(argv: Sequence[str]) -> int:
     try:
         module = importlib.import_module("ase_qdf.benchmarks")
@@ -313,6 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--register", metavar="NAME",
                    help="record NAME, file and SHA-256 in registry.json (OUT.pt must be in ase_qdf/models)")
 
+    d = sub.add_parser("density", help="the model's electron density (or HK potential) as a cube file or a line plot")
+    d.add_argument("input", metavar="INPUT", help="molecule file (any ASE format)")
+    d.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="OUT.cube (Gaussian cube), or with --line a PNG plot (a CSV is written next to it)")
+    d.add_argument("--index", type=int, default=0, help="which molecule of a multi-molecule file (default 0)")
+    d.add_argument("--spacing", type=float, default=0.2, help="grid spacing in Å (default 0.2)")
+    d.add_argument("--margin", type=float, default=3.0, help="space around the atoms in Å (default 3.0)")
+    d.add_argument("--potential", action="store_true", help="the HK-predicted potential instead of the density")
+    d.add_argument("--line", type=int, nargs=2, metavar=("I", "J"),
+                   help="profile along the line through atoms I and J (0-based) instead of a cube")
+    d.add_argument("--extend", type=float, default=1.0, help="with --line: continue this far beyond I and J (Å)")
+    d.add_argument("--n-points", type=int, default=200, help="with --line: number of samples")
+    d.add_argument("--model", help="ase-qdf model file (default: $QDF_MODEL, then the shipped model)")
+    d.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+
     sub.add_parser("benchmark", help="benchmarks (ase_qdf.benchmarks), arguments passed through", add_help=False)
     return parser
 
@@ -331,6 +414,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _info(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "density":
+        if not (args.spacing > 0 and args.margin >= 0 and args.extend >= 0 and args.n_points >= 2):
+            print("qdf density: need --spacing > 0, --margin >= 0, --extend >= 0, --n-points >= 2", file=sys.stderr)
+            return 2
+        return _density(args)
     return 2
 
 
