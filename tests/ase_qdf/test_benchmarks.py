@@ -32,3 +32,30 @@ def test_rotation_benchmark_and_report(tmp_path):
     ]))
     text = report.write_report(tmp_path).read_text()
     assert "Rotation invariance" in text and "| 10 | 90 |" in text
+
+
+def test_extrapolation_benchmark_writes_table_and_plots(tmp_path, model_path):
+    from ase_qdf.benchmarks import extrapolation
+
+    out = tmp_path / "bench"
+    path = extrapolation.main(["--model", f"tiny={model_path}", "--budget", "tiny=none", "--splits", "test",
+                               "--over15", "20", "--out-dir", str(out)])
+    result = json.loads((out / "extrapolation_tiny.json").read_text())
+    test, over = result["splits"]["under14_test"], result["splits"]["over15"]
+    assert test["n"] == 1479 and over["n"] == 20
+    assert sum(v["n"] for v in over["by_n_atoms"].values()) == 20
+    assert min(int(n) for n in over["by_n_atoms"]) >= 15 and max(int(n) for n in test["by_n_atoms"]) <= 14
+    # the stored predictions reproduce the stored MAE
+    data = np.load(out / "extrapolation_tiny.npz")
+    np.testing.assert_allclose(np.abs(data["over15_predicted"] - data["over15_reference"]).mean(), over["mae_eV"])
+    text = path.read_text()
+    assert "| original QDF (quoted) |" in text and "| tiny | none |" in text
+    assert (out / "extrapolation_by_size.png").stat().st_size > 0 and (out / "extrapolation_parity.png").is_file()
+
+
+def test_errors_by_size_pools_per_size():
+    from ase_qdf.benchmarks.extrapolation import errors_by_size
+
+    result = errors_by_size(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]), np.array([5, 5, 6]))
+    assert result["mae_eV"] == 2.0
+    assert result["by_n_atoms"][5] == {"n": 2, "mae_eV": 1.5, "rmse_eV": np.sqrt(2.5)}
