@@ -9,6 +9,16 @@ from ase_qdf.validation import validate_atoms
 
 __all__ = ["QDFCalculator"]
 
+#: ``atoms.info`` keys that :func:`validate_atoms` reads (a change invalidates the cache)
+_INFO_KEYS = ("charge", "spin", "multiplicity")
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays and other odd values count as changed
+        return False
+
 
 class QDFCalculator(Calculator):
     """ASE calculator for the Quantum Deep Field model trained on QM9 U0.
@@ -50,6 +60,19 @@ class QDFCalculator(Calculator):
     def model(self):
         """The underlying SchNetPack model."""
         return self.engine.model
+
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's check, plus the ``atoms.info`` keys that validation reads.
+
+        ASE compares positions, numbers, cell, pbc, charges and magnetic moments
+        only, so setting ``atoms.info["charge"] = 1`` after a calculation would
+        return the cached neutral energy instead of the refusal.
+        """
+        changes = super().check_state(atoms, tol=tol)
+        if self.atoms is not None and "info" not in changes:
+            if any(not _same(self.atoms.info.get(k), atoms.info.get(k)) for k in _INFO_KEYS):
+                changes = list(changes) + ["info"]
+        return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

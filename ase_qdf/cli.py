@@ -43,6 +43,9 @@ def _read_file(path: str) -> Iterator[Record]:
     """
     from ase.io import iread
 
+    if os.path.isdir(path):
+        yield path, 0, None, f"IsADirectoryError: {path} is a directory (use a glob such as {path}/*.xyz)"
+        return
     if not os.path.isfile(path):
         yield path, 0, None, f"FileNotFoundError: no such file: {path}"
         return
@@ -143,9 +146,16 @@ def _screen(args) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf screen: cannot load the model: {err}", file=sys.stderr)
         return 2
+    if os.path.isdir(args.output):
+        print(f"qdf screen: the output {args.output} is a directory", file=sys.stderr)
+        return 2
     done, n_ok = _read_existing(args.output)
     new_file = not os.path.exists(args.output) or os.path.getsize(args.output) == 0
-    out = open(args.output, "a", newline="")
+    try:
+        out = open(args.output, "a", newline="")
+    except OSError as err:
+        print(f"qdf screen: cannot write the output: {_one_line(err)}", file=sys.stderr)
+        return 2
     writer = csv.writer(out, lineterminator="\n")
     if new_file:
         writer.writerow(CSV_COLUMNS)

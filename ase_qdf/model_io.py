@@ -390,14 +390,21 @@ def save_qdf_model(model: nn.Module, path: PathLike, metadata: Optional[Dict[str
     return file_sha256(path)
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return lines[0][:200] if lines else "no message"
+
+
 def read_model_file(path: PathLike, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
     """Read and check an ase-qdf model file without building the model.
 
     Raises:
         FileNotFoundError: no such file.
         ModelFileError: (``ValueError``) file SHA-256 differs from ``expected_sha256``,
-            the file is not a weights-only file (e.g. a pickled SchNetPack model),
-            its format/version/config is wrong, or its weights hash does not match.
+            the file is empty, truncated or corrupt, its format/version/config is
+            wrong, or its weights hash does not match.
+        UntrustedPickleError: (a ``ModelFileError``) the file is a pickle that
+            ``weights_only=True`` refuses (e.g. a SchNetPack ``best_model``).
     """
     path = Path(path)
     if not path.is_file():
@@ -409,14 +416,32 @@ def read_model_file(path: PathLike, expected_sha256: Optional[str] = None) -> Di
                 f"SHA-256 mismatch for {path}: expected {expected_sha256}, got {actual}; "
                 "the file is corrupt or not the registered model"
             )
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ModelFileError(f"{path} is empty (0 bytes), not an ase-qdf model file")
+    known = head.startswith(b"PK") or head.startswith(b"\x80")  # a torch zip archive or a pickle
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
+    except pickle.UnpicklingError as err:
+        if not known:
+            raise ModelFileError(
+                f"{path} is not an ase-qdf model file (neither a torch archive nor a pickle)"
+            ) from None
         raise UntrustedPickleError(
             f"{path} is not a safe ase-qdf model file: it cannot be loaded with "
-            f"torch.load(weights_only=True) ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            f"torch.load(weights_only=True) ({type(err).__name__}: {_first_line(err)}). "
             "If it is a SchNetPack best_model or checkpoint from your own training, convert it "
             "with `qdf export BEST_MODEL OUT.pt --trust-pickle` (unpickling can run arbitrary code)."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - torch raises many types on broken files
+        if not known:
+            raise ModelFileError(
+                f"{path} is not an ase-qdf model file (neither a torch archive nor a pickle)"
+            ) from None
+        raise ModelFileError(
+            f"{path} cannot be read as a model file; it is truncated or corrupt "
+            f"({type(err).__name__}: {_first_line(err)})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -37,9 +37,10 @@ from ase_qdf.model_io import (
     resolve_device,
     resolve_dtype,
 )
+from ase_qdf import validation
 from ase_qdf.validation import InvalidMoleculeError, validate_atoms
 
-__all__ = ["QDFEngine", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV"]
+__all__ = ["MoleculeNeighborList", "QDFEngine", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV"]
 
 #: QM9 U0 atomrefs (eV) indexed by atomic number (length 100)
 QM9_ATOMREFS_EV = np.asarray(qm9pack_atomrefs_ev(), dtype=np.float64)
@@ -130,6 +131,52 @@ def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn
     return prepare_model(canonical, dev, dt)
 
 
+class MoleculeNeighborList(spk.transform.NeighborListTransform):
+    """Neighbour pairs of an isolated molecule from a k-d tree.
+
+    Memory is O(atoms + pairs) whatever the molecule's extent; matscipy's cell
+    binning (SchNetPack's ``MatScipyNeighborList``) takes seconds and GiB for a
+    water molecule with one atom moved 10^4 Å away. Periodic input is passed on
+    to ``MatScipyNeighborList``.
+
+    With ``dtype=torch.float32`` the pair offsets (zero for a molecule) carry the
+    float64 rounding correction, so that ``R[j] - R[i] + offset`` evaluated in
+    float32 is the float64 pair vector rounded once: a molecule 10^9 Å from the
+    origin gets the energy it gets at the origin (the positions, rounded to
+    float32, would otherwise lose the geometry). Gradients with respect to the
+    positions are unchanged (the offsets are constants).
+
+    Args:
+        cutoff: pair cutoff (Å).
+        dtype: the dtype the positions are cast to after the neighbour search.
+    """
+
+    def __init__(self, cutoff: float, dtype: torch.dtype = torch.float64):
+        super().__init__(cutoff)
+        self.dtype = dtype
+        self._periodic = spk.transform.MatScipyNeighborList(cutoff=cutoff)
+
+    def _build_neighbor_list(self, Z, positions, cell, pbc, cutoff):
+        if bool(pbc.any()):
+            return self._periodic._build_neighbor_list(Z, positions, cell, pbc, cutoff)
+        from scipy.spatial import cKDTree
+
+        pos = positions.detach().cpu().numpy().astype(np.float64)
+        pairs = np.zeros((0, 2), dtype=np.int64)
+        if len(pos) > 1:
+            pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray").astype(np.int64)
+        i = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        j = np.concatenate([pairs[:, 1], pairs[:, 0]])
+        order = np.lexsort((j, i))
+        idx_i, idx_j = torch.from_numpy(i[order]), torch.from_numpy(j[order])
+        offsets = torch.zeros(len(i), 3, dtype=positions.dtype)
+        if self.dtype != torch.float64 and len(i):
+            exact = positions[idx_j].double() - positions[idx_i].double()
+            low = positions.to(self.dtype)
+            offsets = (exact - (low[idx_j] - low[idx_i]).double()).to(positions.dtype)
+        return idx_i, idx_j, offsets
+
+
 class QDFEngine:
     """A loaded QDF model plus the ASE -> batch converter (neighbour list from the model).
 
@@ -145,7 +192,7 @@ class QDFEngine:
         self.model = resolve_model(model, self.device, self.dtype)
         self.cutoff = float(self.model.representation.cutoff)
         self.converter = spk.interfaces.AtomsConverter(
-            neighbor_list=spk.transform.MatScipyNeighborList(cutoff=self.cutoff),
+            neighbor_list=MoleculeNeighborList(cutoff=self.cutoff, dtype=self.dtype),
             dtype=self.dtype,
             device=self.device,
         )
@@ -180,6 +227,23 @@ def _error_result(err: BaseException) -> Dict[str, Any]:
             "forces": None, "error": f"{type(err).__name__}: {err}"}
 
 
+def _chunks(items: List[int], sizes: List[int], batch_size: int, max_atoms: int) -> Iterator[List[int]]:
+    """Consecutive runs of ``items`` with at most ``batch_size`` items and ``max_atoms`` atoms.
+
+    A single item larger than ``max_atoms`` forms a run of its own.
+    """
+    chunk: List[int] = []
+    n_atoms = 0
+    for item, size in zip(items, sizes):
+        if chunk and (len(chunk) >= batch_size or n_atoms + size > max_atoms):
+            yield chunk
+            chunk, n_atoms = [], 0
+        chunk.append(item)
+        n_atoms += size
+    if chunk:
+        yield chunk
+
+
 def predict(
     atoms_list: Iterable,
     model: ModelLike = None,
@@ -188,6 +252,7 @@ def predict(
     dtype="float32",
     forces: bool = False,
     on_error: str = "raise",
+    max_batch_atoms: Optional[int] = None,
 ) -> List[Dict[str, Any]]:
     """Predict many molecules, batching molecules of different sizes together.
 
@@ -200,6 +265,11 @@ def predict(
         on_error: ``"raise"``: the first invalid molecule or failure raises;
             ``"record"``: it gets an ``error`` string (energies NaN) and the others
             still run. A failing batch is retried molecule by molecule.
+        max_batch_atoms: atoms per model call (None: :data:`ase_qdf.validation.MAX_ATOMS`);
+            a batch is cut earlier when it would exceed it, so memory per call stays
+            bounded whatever the number and size of the molecules. Each molecule
+            must itself pass :func:`~ase_qdf.validation.validate_atoms` (size limit
+            :data:`~ase_qdf.validation.MAX_ATOMS`).
 
     Returns:
         One dict per input, in input order: ``energy`` (eV, total U0),
@@ -210,6 +280,9 @@ def predict(
         raise ValueError("on_error must be 'raise' or 'record'")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    budget = validation.MAX_ATOMS if max_batch_atoms is None else int(max_batch_atoms)
+    if budget < 1:
+        raise ValueError("max_batch_atoms must be >= 1")
     atoms_list = list(atoms_list)
     engine = model if isinstance(model, QDFEngine) else QDFEngine(model, device, dtype)
     results: List[Optional[Dict[str, Any]]] = [None] * len(atoms_list)
@@ -222,11 +295,14 @@ def predict(
             if on_error == "raise":
                 raise InvalidMoleculeError(f"molecule {k}: {err}", err.reason) from None
             results[k] = _error_result(err)
-    for start in range(0, len(valid), batch_size):
-        chunk = valid[start:start + batch_size]
+        except Exception as err:  # noqa: BLE001 - an unexpected object: recorded, not fatal
+            if on_error == "raise":
+                raise
+            results[k] = _error_result(err)
+    for chunk in _chunks(valid, [len(atoms_list[k]) for k in valid], batch_size, budget):
         try:
             outs = engine.evaluate([atoms_list[k] for k in chunk], forces=forces)
-        except Exception as err:  # noqa: BLE001 - recorded per molecule below
+        except Exception:  # noqa: BLE001 - recorded per molecule below
             if on_error == "raise":
                 raise
             outs = []

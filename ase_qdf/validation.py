@@ -8,6 +8,8 @@ that means nothing.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
@@ -16,6 +18,7 @@ from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS
 
 __all__ = [
     "InvalidMoleculeError",
+    "MAX_ATOMS",
     "MIN_DISTANCE",
     "SUPPORTED_NUMBERS",
     "SUPPORTED_SYMBOLS",
@@ -27,6 +30,11 @@ SUPPORTED_NUMBERS = SUPPORTED_ELEMENTS
 SUPPORTED_SYMBOLS = tuple(chemical_symbols[z] for z in SUPPORTED_NUMBERS)
 #: two atoms closer than this (Å) are rejected
 MIN_DISTANCE = 0.5
+#: molecules with more atoms are refused before any work is done (memory grows about
+#: 0.6 MiB per atom for energy + forces, so 10,000 atoms take about 6 GiB); raise it
+#: (``ase_qdf.validation.MAX_ATOMS = ...`` or ``validate_atoms(..., max_atoms=...)``)
+#: on a machine with the memory for it
+MAX_ATOMS = 10_000
 _TOL = 1e-8
 
 
@@ -35,8 +43,8 @@ class InvalidMoleculeError(ValueError):
 
     Attributes:
         reason: short machine-readable code: ``"type"``, ``"empty"``,
-            ``"non_finite"``, ``"element"``, ``"pbc"``, ``"charge"``, ``"spin"``,
-            ``"odd_electrons"`` or ``"too_close"``.
+            ``"too_large"``, ``"non_finite"``, ``"element"``, ``"pbc"``, ``"charge"``,
+            ``"spin"``, ``"odd_electrons"`` or ``"too_close"``.
     """
 
     def __init__(self, message: str, reason: str = "invalid"):
@@ -48,22 +56,44 @@ def _fail(message, reason):
     raise InvalidMoleculeError(message, reason)
 
 
+def _info_number(atoms: Atoms, key: str, reason: str) -> Optional[float]:
+    """``atoms.info[key]`` as a finite float, None when absent; anything else is refused."""
+    value = atoms.info.get(key)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        _fail(f"atoms.info[{key!r}] = {value!r} is not a finite number", reason)
+    return number
+
+
 def _total_charge(atoms: Atoms) -> float:
-    charge = atoms.info.get("charge")
+    charge = _info_number(atoms, "charge", "charge")
     if charge is not None:
-        return float(charge)
-    return float(np.sum(atoms.get_initial_charges()))
+        return charge
+    charges = atoms.get_initial_charges()
+    if not np.isfinite(charges).all():
+        _fail("non-finite initial charges (NaN or inf)", "charge")
+    return float(np.sum(charges))
 
 
-def validate_atoms(atoms: Atoms) -> Atoms:
+def validate_atoms(atoms: Atoms, max_atoms: Optional[int] = None) -> Atoms:
     """Check that ``atoms`` is a molecule the QDF model can handle.
 
-    Checks, in this order: it is an :class:`ase.Atoms`; not empty; finite
-    positions; elements H, C, N, O, F only; no periodic boundary condition;
-    total charge zero (``atoms.info["charge"]``, else the sum of the initial
-    charges); closed shell (``atoms.info["spin"]`` zero, ``atoms.info["multiplicity"]``
+    Checks, in this order: it is an :class:`ase.Atoms`; not empty; at most
+    ``max_atoms`` atoms; finite positions; elements H, C, N, O, F only; no
+    periodic boundary condition; total charge zero (``atoms.info["charge"]``, else
+    the sum of the initial charges); closed shell (``atoms.info["spin"]`` zero, ``atoms.info["multiplicity"]``
     one, all initial magnetic moments zero); an even electron count; no two
-    atoms closer than :data:`MIN_DISTANCE` Å.
+    atoms closer than :data:`MIN_DISTANCE` Å. Numbers in ``atoms.info`` that are
+    not finite numbers (``"abc"``, NaN) are refused too.
+
+    Args:
+        atoms: the molecule, positions in Å (Bohr cannot be told apart: convert first).
+        max_atoms: size limit; None means :data:`MAX_ATOMS` (read at call time).
 
     Returns:
         ``atoms`` unchanged.
@@ -76,6 +106,13 @@ def validate_atoms(atoms: Atoms) -> Atoms:
     n = len(atoms)
     if n == 0:
         _fail("the molecule has no atoms", "empty")
+    limit = MAX_ATOMS if max_atoms is None else int(max_atoms)
+    if n > limit:
+        _fail(
+            f"{n} atoms is more than the limit of {limit} atoms (ase_qdf.validation.MAX_ATOMS; "
+            "about 0.6 MiB of memory per atom): split the system or raise the limit",
+            "too_large",
+        )
     positions = atoms.get_positions()
     bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
     if bad.size:
@@ -100,18 +137,18 @@ def validate_atoms(atoms: Atoms) -> Atoms:
     charge = _total_charge(atoms)
     if abs(charge) > _TOL:
         _fail(f"total charge is {charge:g}; only neutral molecules are supported", "charge")
-    spin = atoms.info.get("spin")
-    if spin is not None and abs(float(spin)) > _TOL:
+    spin = _info_number(atoms, "spin", "spin")
+    if spin is not None and abs(spin) > _TOL:
         _fail(f"atoms.info['spin'] = {spin}: only closed-shell (singlet) molecules are supported", "spin")
-    multiplicity = atoms.info.get("multiplicity")
-    if multiplicity is not None and abs(float(multiplicity) - 1.0) > _TOL:
+    multiplicity = _info_number(atoms, "multiplicity", "spin")
+    if multiplicity is not None and abs(multiplicity - 1.0) > _TOL:
         _fail(
             f"spin multiplicity {multiplicity}: only closed-shell (singlet) molecules are supported",
             "spin",
         )
     magmoms = atoms.get_initial_magnetic_moments()
-    if magmoms.size and np.abs(magmoms).max() > _TOL:
-        idx = np.flatnonzero(np.abs(magmoms.reshape(n, -1)).max(axis=1) > _TOL).tolist()
+    if magmoms.size and not np.abs(magmoms).max() <= _TOL:  # NaN moments are refused too
+        idx = np.flatnonzero(~(np.abs(magmoms.reshape(n, -1)).max(axis=1) <= _TOL)).tolist()
         _fail(
             f"non-zero initial magnetic moments on atoms {idx}: only closed-shell "
             "molecules are supported",

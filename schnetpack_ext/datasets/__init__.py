@@ -1,6 +1,7 @@
 """Datasets and data modules for SchNetPack."""
 
 from .qm9pack import (
+    QM9PackDataError,
     QM9PACK_ATOMREFS_HARTREE,
     QM9PACK_SUBSETS,
     QM9Pack,
@@ -15,6 +16,7 @@ from .qm9pack import (
 )
 
 __all__ = [
+    "QM9PackDataError",
     "QM9PACK_ATOMREFS_HARTREE",
     "QM9PACK_SUBSETS",
     "QM9Pack",

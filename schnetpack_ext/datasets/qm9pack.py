@@ -36,6 +36,7 @@ from ase.units import Hartree
 from schnetpack.data import AtomsDataModule, ASEAtomsData
 
 __all__ = [
+    "QM9PackDataError",
     "QM9PACK_ATOMREFS_HARTREE",
     "QM9PACK_SUBSETS",
     "qm9pack_data_dir",
@@ -54,6 +55,11 @@ QM9PACK_ATOMREFS_HARTREE = {1: -0.500273, 6: -37.846772, 7: -54.583861, 8: -75.0
 QM9PACK_SUBSETS = ("under14", "over15", "all")
 _SYMBOL_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 _CSV_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
+_CSV_COLUMNS = ("N_atoms", "XYZ_file", "Elements", "XYZ_Ang", "InternalEnergy_0K_au")
+
+
+class QM9PackDataError(ValueError):
+    """A qm9pack CSV file is corrupted (bad header, unparsable row, not text)."""
 
 
 def qm9pack_data_dir() -> Path:
@@ -83,14 +89,38 @@ def qm9pack_rows(subset: str = "all", max_molecules: Optional[int] = None) -> It
         return
     data_dir = qm9pack_data_dir()
     for fname in _CSV_FILES:
-        with open(data_dir / fname, newline="") as f:
-            for row in csv.DictReader(f):
-                if not _in_subset(int(row["N_atoms"]), subset):
-                    continue
-                yield row
-                n += 1
-                if max_molecules is not None and n >= max_molecules:
-                    return
+        path = data_dir / fname
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"qm9pack data file {path} is missing: the qm9pack installation is incomplete "
+                "(reinstall it: pip install --force-reinstall qm9pack)"
+            )
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            try:
+                header = reader.fieldnames or []
+                missing = [c for c in _CSV_COLUMNS if c not in header]
+                if missing:
+                    raise QM9PackDataError(f"{path}: corrupted qm9pack file, the header lacks {missing}")
+                for row in reader:
+                    try:
+                        n_atoms = int(row["N_atoms"])
+                    except (TypeError, ValueError):
+                        raise QM9PackDataError(
+                            f"{path}, line {reader.line_num}: corrupted qm9pack row "
+                            f"(N_atoms = {row['N_atoms']!r})"
+                        ) from None
+                    if not _in_subset(n_atoms, subset):
+                        continue
+                    yield row
+                    n += 1
+                    if max_molecules is not None and n >= max_molecules:
+                        return
+            except (UnicodeDecodeError, csv.Error) as err:
+                raise QM9PackDataError(
+                    f"{path}, line {reader.line_num}: corrupted qm9pack file "
+                    f"({type(err).__name__}: {err})"
+                ) from None
 
 
 def _row_to_atoms(row: dict) -> Tuple[str, Atoms, float]:
@@ -103,13 +133,33 @@ def _row_to_atoms(row: dict) -> Tuple[str, Atoms, float]:
     return name, atoms, float(row["InternalEnergy_0K_au"]) * Hartree
 
 
-def qm9pack_atoms(subset: str = "under14", max_molecules: Optional[int] = None) -> Iterator[Tuple[str, Atoms, float]]:
+def qm9pack_atoms(
+    subset: str = "under14", max_molecules: Optional[int] = None, indices: Optional[Sequence[int]] = None
+) -> Iterator[Tuple[str, Atoms, float]]:
     """Yield ``(name, atoms, u0_eV)`` for the molecules of ``subset`` in QM9 index order.
 
-    ``max_molecules`` keeps the first N molecules of the subset.
+    Args:
+        subset: ``"under14"``, ``"over15"`` or ``"all"``.
+        max_molecules: keep the first N molecules of the subset.
+        indices: only these positions within the subset, in this order (only
+            they are parsed: a split or a random sample costs its own size).
+
+    Raises:
+        FileNotFoundError: a qm9pack CSV file is missing.
+        QM9PackDataError: (``ValueError``) a CSV file or row is corrupted.
     """
-    for row in qm9pack_rows(subset, max_molecules):
-        yield _row_to_atoms(row)
+    rows = qm9pack_rows(subset, max_molecules)
+    if indices is not None:
+        table = list(rows)
+        rows = (table[i] for i in indices)
+    for row in rows:
+        try:
+            molecule = _row_to_atoms(row)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise QM9PackDataError(
+                f"corrupted qm9pack row {row.get('XYZ_file')!r}: {type(err).__name__}: {err}"
+            ) from None
+        yield molecule
 
 
 def qm9pack_atomrefs_ev() -> List[float]:
@@ -181,6 +231,22 @@ def build_qm9pack_db(
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _check_database(path) -> int:
+    """Number of rows of an existing database; a clear error if it is not one."""
+    import sqlite3
+
+    from ase.db import connect
+
+    try:
+        with connect(str(path), type="db", use_lock_file=False) as conn:
+            return conn.count()
+    except sqlite3.DatabaseError as err:
+        raise QM9PackDataError(
+            f"{path} is not a valid ASE database ({err}); it is corrupted or not from "
+            "build_qm9pack_db: delete it and it is rebuilt"
+        ) from None
 
 
 def read_qm9pack_names(path) -> List[str]:
@@ -275,11 +341,8 @@ class QM9Pack(AtomsDataModule):
     def prepare_data(self):
         if not os.path.exists(self.datapath):
             build_qm9pack_db(self.datapath, self.subset, self.max_molecules)
+        n = _check_database(self.datapath)
         if not os.path.exists(self.split_file):
-            from ase.db import connect
-
-            with connect(self.datapath, use_lock_file=False) as conn:
-                n = conn.count()
             if self.subset == "over15":
                 empty = np.zeros(0, dtype=np.int64)
                 train, val, test = empty, empty, np.arange(n)
@@ -294,4 +357,6 @@ class QM9Pack(AtomsDataModule):
     def setup(self, stage: Optional[str] = None):
         if not (os.path.exists(self.datapath) and os.path.exists(self.split_file)):
             self.prepare_data()
+        else:
+            _check_database(self.datapath)
         super().setup(stage)
