@@ -9,7 +9,7 @@ Usage::
 
 import argparse
 import json
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -22,25 +22,22 @@ __all__ = ["rotation_invariance", "main"]
 
 
 def rotation_invariance(
-    model: torch.nn.Module,
+    energies: Callable[[Sequence[Atoms]], np.ndarray],
     molecules: Sequence[Atoms],
-    cutoff: float,
     n_rotations: int = 5,
-    energy_key: str = "energy_U0",
-    dtype: torch.dtype = torch.float64,
     seed: int = 0,
 ) -> Dict[str, float]:
     """Mean and max |ΔE| (meV) between molecules and random rotations of them.
 
     Args:
-        model: a SchNetPack model predicting ``energy_key`` in eV.
+        energies: molecules -> energies (eV), e.g. a SchNetPack model through
+            :func:`~ase_qdf.benchmarks.models.spk_energies` or an ase-qdf file
+            through :func:`ase_qdf.predict_energies`.
         molecules: the molecules.
-        cutoff: neighbour-list cutoff of the model (Å).
         n_rotations: random rotations per molecule.
-        dtype: evaluation dtype (float64 isolates the quadrature error).
+        seed: seed of the rotations.
     """
-    model = model.to(dtype).eval()
-    reference = spk_energies(model, molecules, cutoff, energy_key, dtype)
+    reference = energies(molecules)
     rotations = Rotation.random(n_rotations * len(molecules), random_state=seed).as_matrix()
     rotated = []
     for k, atoms in enumerate(molecules):
@@ -49,15 +46,14 @@ def rotation_invariance(
             centre = moved.get_center_of_mass()
             moved.positions = (moved.positions - centre) @ rotations[k * n_rotations + r].T + centre
             rotated.append(moved)
-    energies = spk_energies(model, rotated, cutoff, energy_key, dtype).reshape(len(molecules), n_rotations)
-    delta = np.abs(energies - reference[:, None]) * 1000.0
+    rotated_energies = energies(rotated).reshape(len(molecules), n_rotations)
+    delta = np.abs(rotated_energies - reference[:, None]) * 1000.0
     return {
         "mean_abs_delta_meV": float(delta.mean()),
         "max_abs_delta_meV": float(delta.max()),
         "mean_abs_energy_eV": float(np.abs(reference).mean()),
         "n_molecules": len(molecules),
         "n_rotations": n_rotations,
-        "dtype": str(dtype).replace("torch.", ""),
     }
 
 
@@ -69,7 +65,8 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", default="qdf_qm9", help="random-weight model of this experiment")
     parser.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
-    parser.add_argument("--model", help="a trained SchNetPack best_model or Lightning .ckpt file instead (pickled)")
+    parser.add_argument("--model", help="a trained model instead: an ase-qdf .pt file, or a SchNetPack "
+                        "best_model or Lightning .ckpt file (pickled)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow unpickling --model (runs code: own files only)")
     parser.add_argument("--cutoff", type=float, help="neighbour-list cutoff for --model (default: the model's)")
     parser.add_argument("--subset", default="under14")
@@ -79,23 +76,39 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
 
-    if args.model:
-        if not args.trust_pickle:
-            parser.error("--model files are pickled SchNetPack models; pass --trust-pickle for your own files")
-        if args.model.endswith(".ckpt"):
-            from schnetpack_ext.hk_task import QDFTask
+    dtype = getattr(torch, args.dtype)
+    if args.model and args.model.endswith(".pt"):  # ase-qdf file: weights only, the calculator's code
+        from ase_qdf.predict import QDFEngine, predict_energies
 
-            model = QDFTask.load_from_checkpoint(args.model, map_location="cpu").model
-        else:
-            model = torch.load(args.model, map_location="cpu", weights_only=False)
-        cutoff = args.cutoff or float(model.representation.cutoff)
+        engine = QDFEngine(args.model, device="cpu", dtype=args.dtype)
+
+        def energies(molecules):
+            return predict_energies(molecules, model=engine)
     else:
-        model = model_from_experiment(args.experiment, args.override)
-        cutoff = neighbor_cutoff(args.experiment, args.override)
+        if args.model:
+            if not args.trust_pickle:
+                parser.error("--model files other than .pt are pickled SchNetPack models; "
+                             "pass --trust-pickle for your own files")
+            if args.model.endswith(".ckpt"):
+                from schnetpack_ext.hk_task import QDFTask
+
+                model = QDFTask.load_from_checkpoint(args.model, map_location="cpu").model
+            else:
+                model = torch.load(args.model, map_location="cpu", weights_only=False)
+            cutoff = args.cutoff or float(model.representation.cutoff)
+        else:
+            model = model_from_experiment(args.experiment, args.override)
+            cutoff = neighbor_cutoff(args.experiment, args.override)
+        model = model.to(dtype).eval()
+
+        def energies(molecules):
+            return spk_energies(model, molecules, cutoff, dtype=dtype)
+
     rng = np.random.default_rng(1729)
     pool = [atoms for _, atoms, _ in qm9pack_atoms(args.subset)]
     chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=args.molecules, replace=False))]
-    result = rotation_invariance(model, chosen, cutoff, args.rotations, dtype=getattr(torch, args.dtype))
+    result = rotation_invariance(energies, chosen, args.rotations)
+    result["dtype"] = args.dtype
     result["source"] = args.model or f"{args.experiment} (random weights) {' '.join(args.override)}".strip()
     print(json.dumps(result, indent=2))
     save_json(result, args.json)

@@ -59,3 +59,9 @@ def test_errors_by_size_pools_per_size():
     result = errors_by_size(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]), np.array([5, 5, 6]))
     assert result["mae_eV"] == 2.0
     assert result["by_n_atoms"][5] == {"n": 2, "mae_eV": 1.5, "rmse_eV": np.sqrt(2.5)}
+
+
+def test_rotation_benchmark_on_a_model_file(tmp_path, model_path):
+    result = rotation.main(["--model", str(model_path), "--molecules", "2", "--rotations", "2"])
+    assert result["n_molecules"] == 2 and result["source"] == str(model_path)
+    assert result["max_abs_delta_meV"] < 1.0  # the tiny model is smooth (SiLU)
