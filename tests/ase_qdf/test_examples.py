@@ -16,7 +16,8 @@ def _run(script, monkeypatch, *argv):
     runpy.run_path(str(script), run_name="__main__")
 
 
-@pytest.mark.parametrize("name", ["screening.py", "optimize_bfgs.py", "md_short.py", "density_cube.py"])
+@pytest.mark.parametrize("name", ["screening.py", "optimize_bfgs.py", "md_short.py", "pymatgen_input.py",
+                                  "train_small.py", "density_cube.py"])
 def test_example_smoke(name, model_path, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("QDF_SMOKE", "1")
     monkeypatch.setenv("QDF_MODEL", str(model_path))
