@@ -5,6 +5,7 @@ Names:
     throughput: training and inference molecules/s beside SchNet and PaiNN.
     scaling: time and peak memory of energy + forces against system size.
     extrapolation: MAE on the QM9 test split and on over15 molecules, per size; table and plots.
+    screening: molecules/s of qdf screen and predict_energies beside SchNet and PaiNN.
     report: markdown tables and plots from their JSON files.
 """
 
@@ -14,7 +15,7 @@ from typing import List, Optional
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("rotation", "throughput", "scaling", "extrapolation", "report")
+BENCHMARKS = ("rotation", "throughput", "scaling", "extrapolation", "screening", "report")
 
 
 def main(argv: Optional[List[str]] = None):

@@ -65,3 +65,15 @@ def test_rotation_benchmark_on_a_model_file(tmp_path, model_path):
     result = rotation.main(["--model", str(model_path), "--molecules", "2", "--rotations", "2"])
     assert result["n_molecules"] == 2 and result["source"] == str(model_path)
     assert result["max_abs_delta_meV"] < 1.0  # the tiny model is smooth (SiLU)
+
+
+def test_screening_benchmark_times_every_path(model_path, tmp_path):
+    from ase_qdf.benchmarks import screening
+
+    result = screening.main(["--model", str(model_path), "--molecules", "6", "--repeats", "1",
+                             "--json", str(tmp_path / "screening.json")])
+    assert result["n_molecules"] == 6
+    assert set(result["molecules_per_s"]) == {"qdf screen (file to CSV)", "predict_energies (Atoms)",
+                                              "SchNet (Atoms, SchNetPack)", "PaiNN (Atoms, SchNetPack)"}
+    assert all(v > 0 for v in result["molecules_per_s"].values())
+    assert result["ratio_vs_schnet"]["SchNet (Atoms, SchNetPack)"] == 1.0
