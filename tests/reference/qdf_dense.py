@@ -46,14 +46,7 @@ def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weig
     w = np.tile(weights, len(numbers))
     owner = np.repeat(np.arange(len(numbers)), len(offsets))
 
-    # orbitals of the molecule: (centre, q, type)
-    centres, qs, types = [], [], []
-    for a, z in enumerate(numbers):
-        for k, q in enumerate(ORBITALS[int(z)]):
-            centres.append(positions[a])
-            qs.append(q)
-            types.append(TYPE_START[int(z)] + k)
-    centres, qs, types = np.array(centres), np.array(qs), np.array(types)
+    centres, qs, types = molecule_orbitals(numbers, positions)
 
     d = np.linalg.norm(grid[:, None, :] - centres[None, :, :], axis=-1)  # (Ng, M)
     phi = d ** (qs - 1) * np.exp(-zeta[types] * d**2)
@@ -78,6 +71,17 @@ def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weig
     return features, density, potential, grid
 
 
+def molecule_orbitals(numbers, positions):
+    """The molecule's orbitals as arrays: centre (M, 3), principal number q (M,), type (M,)."""
+    centres, qs, types = [], [], []
+    for a, z in enumerate(numbers):
+        for k, q in enumerate(ORBITALS[int(z)]):
+            centres.append(positions[a])
+            qs.append(q)
+            types.append(TYPE_START[int(z)] + k)
+    return np.array(centres), np.array(qs), np.array(types)
+
+
 def _switch(d, cutoff, width):
     x = np.clip((d - (cutoff - width)) / width, 0.0, 1.0)
     return 0.5 * (1.0 + np.cos(np.pi * x))
@@ -96,13 +100,7 @@ def qdf_dense_density(numbers, positions, zeta, coefficients, points, offsets, w
     positions = np.asarray(positions, dtype=float)
     grid = np.concatenate([r + offsets for r in positions])
     w = np.tile(weights, len(numbers))
-    centres, qs, types = [], [], []
-    for a, z in enumerate(numbers):
-        for k, q in enumerate(ORBITALS[int(z)]):
-            centres.append(positions[a])
-            qs.append(q)
-            types.append(TYPE_START[int(z)] + k)
-    centres, qs, types = np.array(centres), np.array(qs), np.array(types)
+    centres, qs, types = molecule_orbitals(numbers, positions)
 
     def basis(pts):
         d = np.linalg.norm(pts[:, None, :] - centres[None, :, :], axis=-1)
