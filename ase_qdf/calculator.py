@@ -47,13 +47,16 @@ class QDFCalculator(Calculator):
             shipped model (``FileNotFoundError`` if it is not shipped yet).
         device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ...
         dtype: ``"float32"`` (fast) or ``"float64"`` (finite-difference checks, MD).
+        precision: arithmetic of the energy functional: None (as the model file
+            says), ``"full"`` or ``"bf16"`` (faster, slightly less accurate; see
+            :class:`ase_qdf.predict.QDFEngine`).
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "atomization_energy"]
 
-    def __init__(self, model=None, device="auto", dtype="float32", **kwargs):
-        self.engine = QDFEngine(model, device=device, dtype=dtype)
+    def __init__(self, model=None, device="auto", dtype="float32", precision=None, **kwargs):
+        self.engine = QDFEngine(model, device=device, dtype=dtype, precision=precision)
         super().__init__(**kwargs)
 
     @property

@@ -1,7 +1,7 @@
 """The ``qdf`` command line: screen molecule files, inspect and export models.
 
     qdf screen INPUT... -o OUT.csv [--model PATH] [--batch-size N] [--device D]
-               [--dtype float32|float64] [--forces OUT.extxyz] [--shard K/N] [--quiet]
+               [--dtype float32|float64] [--precision full|bf16] [--forces OUT.extxyz] [--shard K/N] [--quiet]
     qdf info [--model PATH]
     qdf density INPUT -o OUT.cube [--spacing S] [--margin M] [--potential] [--index N] [--model PATH]
     qdf density INPUT --line I J -o OUT.png [--extend E] [--potential]   (also writes OUT.csv)
@@ -142,7 +142,7 @@ def _screen(args) -> int:
 
     k, n = args.shard
     try:
-        engine = QDFEngine(args.model, device=args.device, dtype=args.dtype)
+        engine = QDFEngine(args.model, device=args.device, dtype=args.dtype, precision=args.precision)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf screen: cannot load the model: {err}", file=sys.stderr)
         return 2
@@ -372,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     s.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    s.add_argument("--precision", choices=["full", "bf16"], default=None,
+                   help="energy functional in bfloat16 (faster, see docs/benchmarks/speed.md) or full "
+                        "precision (default: as the model file says)")
     s.add_argument("--forces", metavar="OUT.extxyz", help="also write structures with energies and forces")
     s.add_argument("--shard", type=parse_shard, default=(1, 1), metavar="K/N",
                    help="process only records with global number %% N == K-1 (1 <= K <= N)")

@@ -40,7 +40,8 @@ from ase_qdf.model_io import (
 from ase_qdf import validation
 from ase_qdf.validation import InvalidMoleculeError, validate_atoms
 
-__all__ = ["MoleculeNeighborList", "QDFEngine", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV"]
+__all__ = ["MoleculeNeighborList", "QDFEngine", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV",
+           "PRECISIONS"]
 
 #: QM9 U0 atomrefs (eV) indexed by atomic number (length 100)
 QM9_ATOMREFS_EV = np.asarray(qm9pack_atomrefs_ev(), dtype=np.float64)
@@ -48,17 +49,37 @@ QM9_ATOMREFS_EV = np.asarray(qm9pack_atomrefs_ev(), dtype=np.float64)
 ModelLike = Union[None, str, os.PathLike, nn.Module, "QDFEngine"]
 
 
-def evaluate_batch(model: nn.Module, inputs: Dict[str, torch.Tensor], forces: bool = False) -> Dict[str, torch.Tensor]:
+#: ``precision`` values of the prediction API -> per-call ``mixed_precision`` of the
+#: QDF representation (None: the model file's own setting)
+PRECISIONS = {None: None, "full": "off", "bf16": "always"}
+
+
+def _mixed_precision(precision: Optional[str]) -> Optional[str]:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be None, 'full' or 'bf16', got {precision!r}")
+    return PRECISIONS[precision]
+
+
+def evaluate_batch(
+    model: nn.Module, inputs: Dict[str, torch.Tensor], forces: bool = False, precision: Optional[str] = None
+) -> Dict[str, torch.Tensor]:
     """Run a factory-built QDF model on a collated batch.
 
     Only the energy path runs (the HK fields and head are skipped); the forces
-    module runs only when ``forces`` is true. Grad mode is set by a local
-    context manager; no global torch state changes.
+    module runs only when ``forces`` is true. Without forces it runs under
+    ``torch.inference_mode`` (no autograd bookkeeping, in-place activations).
+    Grad mode is set by a local context manager; no global torch state changes.
 
     Args:
         model: a model from :func:`ase_qdf.model_io.build_qdf_model` (eval mode).
         inputs: a SchNetPack batch (e.g. from ``AtomsConverter``); modified in place.
         forces: compute forces (−dE/dR).
+        precision: the energy functional's arithmetic: None (the model file's
+            ``mixed_precision``; float32/float64 at inference unless it says
+            ``"always"``), ``"full"`` (the model's dtype) or ``"bf16"`` (bfloat16
+            autocast of the functional layers after the first; orbitals,
+            normalisations and sums stay in full precision). See
+            ``docs/benchmarks/speed.md`` for its speed and accuracy cost.
 
     Returns:
         ``energy`` (n_molecules,) float64 total energies with offsets,
@@ -69,12 +90,13 @@ def evaluate_batch(model: nn.Module, inputs: Dict[str, torch.Tensor], forces: bo
     energy_key = config["energy_key"]
     rep, atomwise, _, add = _canonical_parts(model)
     forces_module = _find(list(model.output_modules), spk.atomistic.Forces)
-    with torch.enable_grad() if forces else torch.no_grad():
+    mixed_precision = _mixed_precision(precision)
+    with torch.enable_grad() if forces else torch.inference_mode():
         if forces:
             inputs[properties.R].requires_grad_(True)
         for m in model.input_modules:
             inputs = m(inputs)
-        inputs = rep(inputs, compute_hk_fields=False)
+        inputs = rep(inputs, compute_hk_fields=False, mixed_precision=mixed_precision)
         inputs = atomwise(inputs)
         if forces:
             inputs = forces_module(inputs)
@@ -184,9 +206,14 @@ class QDFEngine:
         model: model file path, loaded module, or None for the shipped model.
         device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ...
         dtype: ``"float32"`` or ``"float64"``.
+        precision: arithmetic of the energy functional, None (as the model file
+            says), ``"full"`` or ``"bf16"`` (bfloat16 autocast: faster on CPUs
+            with native bf16, see :func:`evaluate_batch`).
     """
 
-    def __init__(self, model: ModelLike = None, device="auto", dtype="float32"):
+    def __init__(self, model: ModelLike = None, device="auto", dtype="float32", precision: Optional[str] = None):
+        _mixed_precision(precision)
+        self.precision = precision
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = resolve_model(model, self.device, self.dtype)
@@ -203,7 +230,7 @@ class QDFEngine:
         if not atoms_list:
             return []
         inputs = self.converter(atoms_list)
-        out = evaluate_batch(self.model, inputs, forces=forces)
+        out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()
         energies = out["energies"].cpu().numpy()
         force = out["forces"].cpu().to(torch.float64).numpy() if forces else None
@@ -253,6 +280,7 @@ def predict(
     forces: bool = False,
     on_error: str = "raise",
     max_batch_atoms: Optional[int] = None,
+    precision: Optional[str] = None,
 ) -> List[Dict[str, Any]]:
     """Predict many molecules, batching molecules of different sizes together.
 
@@ -260,7 +288,7 @@ def predict(
         atoms_list: ``ase.Atoms`` objects.
         model: model file path, loaded module, :class:`QDFEngine`, or None (shipped model).
         batch_size: molecules per model call.
-        device, dtype: see :class:`QDFEngine` (ignored when an engine is given).
+        device, dtype, precision: see :class:`QDFEngine` (ignored when an engine is given).
         forces: also compute forces (eV/Å).
         on_error: ``"raise"``: the first invalid molecule or failure raises;
             ``"record"``: it gets an ``error`` string (energies NaN) and the others
@@ -284,7 +312,7 @@ def predict(
     if budget < 1:
         raise ValueError("max_batch_atoms must be >= 1")
     atoms_list = list(atoms_list)
-    engine = model if isinstance(model, QDFEngine) else QDFEngine(model, device, dtype)
+    engine = model if isinstance(model, QDFEngine) else QDFEngine(model, device, dtype, precision)
     results: List[Optional[Dict[str, Any]]] = [None] * len(atoms_list)
     valid = []
     for k, atoms in enumerate(atoms_list):
@@ -322,11 +350,15 @@ def predict_energies(
     batch_size: int = 64,
     device="auto",
     dtype="float32",
+    precision: Optional[str] = None,
 ) -> np.ndarray:
     """Total energies (eV, predicted U0 = atomization energy + QM9 atomrefs), one per molecule.
+
+    Arguments as in :func:`predict`.
 
     Raises :class:`~ase_qdf.validation.InvalidMoleculeError` on the first invalid
     molecule; use :func:`predict` with ``on_error="record"`` to skip them instead.
     """
-    results = predict(atoms_list, model=model, batch_size=batch_size, device=device, dtype=dtype)
+    results = predict(atoms_list, model=model, batch_size=batch_size, device=device, dtype=dtype,
+                      precision=precision)
     return np.array([r["energy"] for r in results], dtype=np.float64)

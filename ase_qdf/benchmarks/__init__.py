@@ -6,6 +6,7 @@ Names:
     scaling: time and peak memory of energy + forces against system size.
     extrapolation: MAE on the QM9 test split and on over15 molecules, per size; table and plots.
     screening: molecules/s of qdf screen and predict_energies beside SchNet and PaiNN.
+    dft: time of a PySCF B3LYP/6-31G(2df,p) single point beside QDF's (needs ase-qdf[dft]).
     report: markdown tables and plots from their JSON files.
 """
 
@@ -15,7 +16,7 @@ from typing import List, Optional
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("rotation", "throughput", "scaling", "extrapolation", "screening", "report")
+BENCHMARKS = ("rotation", "throughput", "scaling", "extrapolation", "screening", "dft", "report")
 
 
 def main(argv: Optional[List[str]] = None):

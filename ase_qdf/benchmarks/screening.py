@@ -2,7 +2,7 @@
 
 Times, on the same ``under14`` QM9 test molecules: ``qdf screen`` on an extxyz file
 (reading, validation, CSV writing included), :func:`ase_qdf.predict_energies` on a
-list of ``Atoms``, and SchNetPack's SchNet and PaiNN (random weights of the
+list of ``Atoms`` (in full precision and with ``precision="bf16"``), and SchNetPack's SchNet and PaiNN (random weights of the
 ``schnet_qm9_under14`` / ``painn_qm9_under14`` experiments; speed does not depend on
 the weights) from ``Atoms`` to energies with SchNetPack's ``AtomsConverter``::
 
@@ -70,6 +70,9 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         rows["qdf screen (file to CSV)"] = n / _timed(screen, args.repeats)
     rows["predict_energies (Atoms)"] = n / _timed(
         lambda: predict_energies(molecules, model=engine, batch_size=args.batch_size), args.repeats)
+    bf16 = QDFEngine(engine.model, device="cpu", precision="bf16")
+    rows["predict_energies (Atoms, bf16)"] = n / _timed(
+        lambda: predict_energies(molecules, model=bf16, batch_size=args.batch_size), args.repeats)
     for name, experiment in BASELINES.items():
         model = model_from_experiment(experiment).eval()
         cutoff = neighbor_cutoff(experiment)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from ase_qdf.benchmarks import report, rotation
 from ase_qdf.benchmarks.structures import alkane_with_atoms, linear_alkane, organic_cluster
@@ -74,6 +75,21 @@ def test_screening_benchmark_times_every_path(model_path, tmp_path):
                              "--json", str(tmp_path / "screening.json")])
     assert result["n_molecules"] == 6
     assert set(result["molecules_per_s"]) == {"qdf screen (file to CSV)", "predict_energies (Atoms)",
+                                              "predict_energies (Atoms, bf16)",
                                               "SchNet (Atoms, SchNetPack)", "PaiNN (Atoms, SchNetPack)"}
     assert all(v > 0 for v in result["molecules_per_s"].values())
     assert result["ratio_vs_schnet"]["SchNet (Atoms, SchNetPack)"] == 1.0
+
+
+def test_dft_benchmark_times_pyscf_beside_qdf(model_path, tmp_path):
+    pytest.importorskip("pyscf")
+    from ase_qdf.benchmarks import dft
+
+    # water (3 atoms): a B3LYP/6-31G(2df,p) single point in about a second
+    result = dft.main(["--model", str(model_path), "--sizes", "3", "--repeats", "1",
+                       "--json", str(tmp_path / "dft.json")])
+    (row,) = result["rows"]
+    assert row["n_atoms"] == 3 and row["formula"] == "H2O" and row["dft_converged"]
+    assert row["dft_s"] > 0 and row["qdf_s"] > 0 and row["dft_over_qdf"] == row["dft_s"] / row["qdf_s"]
+    assert -76.5 < row["dft_energy_Ha"] < -76.3
+    assert (tmp_path / "dft.json").is_file()

@@ -36,8 +36,10 @@ def energy(model, atoms, cutoff):
     return model(converter(cutoff)(atoms))["energy"].detach().numpy()
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "inference"])
 @pytest.mark.parametrize("name", ["H2O", "HCN", "CH3COF"])
-def test_fast_path_matches_dense_reference_on_paper_grid(name):
+def test_fast_path_matches_dense_reference_on_paper_grid(name, grad):
+    # without autograd the basis and the functional are computed in place (inference path)
     torch.manual_seed(3)
     rep = QDF(n_atom_basis=16, grid="paper", activation="relu", basis_cutoff=40.0, zeta_min=0.0)
     with torch.no_grad():
@@ -46,7 +48,8 @@ def test_fast_path_matches_dense_reference_on_paper_grid(name):
     atoms = molecule(name)
     inputs = converter(rep.cutoff)(atoms)
     inputs = spk.atomistic.PairwiseDistances()(inputs)
-    out = rep(inputs)
+    with torch.set_grad_enabled(grad):
+        out = rep(inputs)
 
     layers = [(l.weight.detach().numpy(), l.bias.detach().numpy()) for l in rep.functional]
     features, density, potential, grid = qdf_dense(
@@ -179,6 +182,15 @@ def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields():
                         fields["density"].detach().numpy(), fields["external_potential"].numpy()))
     for single, chunked in zip(*results):
         np.testing.assert_allclose(chunked, single, rtol=1e-9, atol=1e-12)
+    # inference: blocks of inference_chunk_size atoms (one block by default here)
+    reference = fields["scalar_representation"].detach().numpy()
+    for inference_chunk in (QDF.inference_chunk_size, 4):
+        rep.inference_chunk_size = inference_chunk
+        with torch.inference_mode():
+            inputs = spk.atomistic.PairwiseDistances()(converter(rep.cutoff)(atoms_list))
+            fields = rep(inputs)
+        np.testing.assert_allclose(fields["scalar_representation"].numpy(), reference, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fields["density"].numpy(), results[0][2], rtol=1e-9, atol=1e-12)
 
 
 def test_models_pickled_without_hyperparameters_recover_them(tmp_path):
