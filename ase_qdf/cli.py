@@ -357,7 +357,9 @@ def _benchmark(argv: Sequence[str]) -> int:
             print("qdf benchmark: ase_qdf.benchmarks is not installed", file=sys.stderr)
             return 2
         raise
-    return int(module.main(list(argv)) or 0)
+    result = module.main(list(argv))
+    # benchmarks return their results (dicts, paths) or an exit status
+    return result if isinstance(result, int) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

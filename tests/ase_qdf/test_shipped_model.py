@@ -16,7 +16,7 @@ def test_shipped_model_loads_with_its_registered_checksum():
     model = model_io.load_default_model()
     assert model.qdf_sha256 == entry["sha256"] == model_io.file_sha256(model_io.default_model_path())
     # it was trained: the card's provenance travels in the file
-    assert model.qdf_metadata["experiment"] == "qdf_qm9"
+    assert model.qdf_metadata["experiment"] == "qdf_qm9_relu"
 
 
 def test_shipped_model_predicts_unseen_qm9_molecules():
@@ -27,18 +27,37 @@ def test_shipped_model_predicts_unseen_qm9_molecules():
     mae = np.abs(energies - reference).mean()
     # an untrained model is off by tens of eV; the composition-only fit by 0.96 eV.
     # The bound follows the shipped model (docs/model_card.md) with a margin.
-    assert mae < 0.5, mae
+    assert mae < 0.3, mae
 
 
-def test_shipped_model_is_rotation_invariant_as_documented():
-    molecules = read(SAMPLE, "100:110")  # over15 molecules
-    calc = QDFCalculator(dtype="float64")
+def _rotation_errors(calc, molecules):
     rotations = Rotation.random(len(molecules), random_state=0).as_matrix()
     deltas = []
     for atoms, rotation in zip(molecules, rotations):
+        atoms = atoms.copy()
         atoms.calc = calc
         energy = atoms.get_potential_energy()
         atoms.positions = (atoms.positions - atoms.positions.mean(0)) @ rotation.T
         deltas.append(abs(atoms.get_potential_energy() - energy))
-    # docs/model_card.md: ReLU functional integrated at Lebedev order 17 (trained at 11)
-    assert max(deltas) < 0.010, deltas
+    return np.array(deltas)
+
+
+def test_shipped_model_rotation_error_is_as_documented():
+    # docs/model_card.md: ReLU functional on Lebedev order 11, 9.5 meV mean |dE| over
+    # 50 test molecules x 5 rotations (the original QDF: 62 meV); a higher order shrinks it
+    molecules = read(SAMPLE, "100:108")  # over15 molecules
+    calc = QDFCalculator(dtype="float64")
+    deltas = _rotation_errors(calc, molecules)
+    assert deltas.mean() < 0.025, deltas
+    calc.model.representation.set_lebedev_order(17)
+    finer = _rotation_errors(QDFCalculator(model=calc.model, dtype="float64"), molecules)
+    assert finer.mean() < 0.5 * deltas.mean(), (finer, deltas)
+
+
+def test_qdf_info_prints_the_model_card(capsys):
+    from ase_qdf import cli
+
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert model_io.registry_entry()["sha256"] in out
+    assert "# Model card: `qdf_qm9`" in out and "under14` test MAE" in out
