@@ -40,7 +40,7 @@ from ase_qdf.model_io import (
 from ase_qdf import validation
 from ase_qdf.validation import InvalidMoleculeError, validate_atoms
 
-__all__ = ["MoleculeNeighborList", "QDFEngine", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV",
+__all__ = ["MoleculeNeighborList", "QDFEngine", "resolve_model", "resolve_model_or_exit", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV",
            "PRECISIONS"]
 
 #: QM9 U0 atomrefs (eV) indexed by atomic number (length 100)
@@ -151,6 +151,18 @@ def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn
             return model
         canonical = copy.deepcopy(model)
     return prepare_model(canonical, dev, dt)
+
+
+def resolve_model_or_exit(model: ModelLike = None, device="auto", dtype="float32") -> nn.Module:
+    """:func:`resolve_model` for scripts: no usable model ends the script with a one-line message.
+
+    Raises:
+        SystemExit: the model file is missing or invalid (says how to pass one).
+    """
+    try:
+        return resolve_model(model, device=device, dtype=dtype)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.") from None
 
 
 class MoleculeNeighborList(spk.transform.NeighborListTransform):

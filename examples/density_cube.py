@@ -12,22 +12,15 @@ line through the first two atoms. The model is ``--model``, else
 
 import argparse
 import os
-import sys
 
 import numpy as np
 from ase.build import molecule
 
 from ase_qdf import density
-from ase_qdf.predict import resolve_model
+from ase_qdf.predict import resolve_model_or_exit
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
-
-def get_model(path):
-    try:
-        return resolve_model(path, device="cpu", dtype="float64")
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 
 
 def main(argv=None):
@@ -40,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--potential-out", help="optional cube file of the HK potential")
     args = parser.parse_args(argv)
 
-    model = get_model(args.model)
+    model = resolve_model_or_exit(args.model, device="cpu", dtype="float64")
     atoms = molecule(args.molecule)
     fields = density.molecule_fields(atoms, model=model)
     grid = density.regular_grid(atoms, args.spacing, args.margin)

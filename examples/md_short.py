@@ -9,7 +9,6 @@ model. ``QDF_SMOKE=1`` runs a few steps only.
 
 import argparse
 import os
-import sys
 
 import numpy as np
 from ase import units
@@ -18,16 +17,10 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from ase_qdf import QDFCalculator
-from ase_qdf.predict import resolve_model
+from ase_qdf.predict import resolve_model_or_exit
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
-
-def get_model(path):
-    try:
-        return resolve_model(path)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 
 
 def main(argv=None):
@@ -41,7 +34,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     atoms = molecule(args.molecule)
-    atoms.calc = QDFCalculator(get_model(args.model), dtype=args.dtype)
+    atoms.calc = QDFCalculator(resolve_model_or_exit(args.model), dtype=args.dtype)
     MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(0))
     Stationary(atoms)
     ZeroRotation(atoms)

@@ -8,22 +8,15 @@ The model is ``--model``, else ``$QDF_MODEL``, else the shipped model.
 
 import argparse
 import os
-import sys
 
 from ase.build import molecule
 from ase.optimize import BFGS
 
 from ase_qdf import QDFCalculator
-from ase_qdf.predict import resolve_model
+from ase_qdf.predict import resolve_model_or_exit
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
-
-def get_model(path):
-    try:
-        return resolve_model(path)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 
 
 def main(argv=None):
@@ -37,7 +30,7 @@ def main(argv=None):
 
     atoms = molecule(args.molecule)
     atoms.rattle(0.05, seed=0)
-    atoms.calc = QDFCalculator(get_model(args.model), dtype=args.dtype)
+    atoms.calc = QDFCalculator(resolve_model_or_exit(args.model), dtype=args.dtype)
     e0 = atoms.get_potential_energy()
     opt = BFGS(atoms, maxstep=0.1)
     converged = opt.run(fmax=args.fmax, steps=args.steps)

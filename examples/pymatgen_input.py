@@ -12,14 +12,13 @@ The model is ``--model``, else ``$QDF_MODEL``, else the shipped model.
 
 import argparse
 import os
-import sys
 
 import numpy as np
 from pymatgen.core import Molecule
 
 from ase_qdf import InvalidMoleculeError, QDFCalculator
 from ase_qdf.convert import from_pymatgen
-from ase_qdf.predict import resolve_model
+from ase_qdf.predict import resolve_model_or_exit
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
@@ -31,12 +30,6 @@ MOLECULES = {
     "hydrogen fluoride": (["H", "F"], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.917]]),
 }
 
-
-def get_model(path):
-    try:
-        return resolve_model(path)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 
 
 def main(argv=None):
@@ -51,7 +44,7 @@ def main(argv=None):
     for path in args.xyz:
         molecules[path] = Molecule.from_file(path)
 
-    calc = QDFCalculator(get_model(args.model))  # device="auto": CUDA if available
+    calc = QDFCalculator(resolve_model_or_exit(args.model))  # device="auto": CUDA if available
     for name, mol in molecules.items():
         atoms = from_pymatgen(mol)  # InvalidMoleculeError if charged or open-shell
         atoms.calc = calc

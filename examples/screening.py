@@ -16,16 +16,10 @@ import time
 import numpy as np
 
 from ase_qdf import InvalidMoleculeError, predict_energies, validate_atoms
-from ase_qdf.predict import resolve_model
+from ase_qdf.predict import resolve_model_or_exit
 
 SMOKE = os.environ.get("QDF_SMOKE") == "1"
 
-
-def get_model(path):
-    try:
-        return resolve_model(path)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"No QDF model available: {err}\nPass --model PATH or set QDF_MODEL=PATH.")
 
 
 def molecules(n):
@@ -59,7 +53,7 @@ def main(argv=None):
     parser.add_argument("--out", help="optional CSV of name, energy_eV, atomization_energy_eV")
     args = parser.parse_args(argv)
 
-    model = get_model(args.model)
+    model = resolve_model_or_exit(args.model)
     names, mols, reference = molecules(args.n)
     start = time.perf_counter()
     energies = predict_energies(mols, model=model, batch_size=args.batch_size)
