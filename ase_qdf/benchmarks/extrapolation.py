@@ -80,13 +80,12 @@ def load_molecules(split: str, over15: int = -1):
         split: ``"test"``, ``"val"`` or ``"train"`` (``under14``), or ``"over15"``.
         over15: for ``"over15"``: -1 for all, else that many at random (seed 1729).
     """
-    from schnetpack_ext.datasets import QM9Pack, qm9pack_atoms, qm9pack_rows
+    from schnetpack_ext.datasets import SUBSET_SIZES, QM9Pack, qm9pack_atoms
 
     if split == "over15":
         indices = None
         if over15 >= 0:
-            n_over15 = sum(1 for _ in qm9pack_rows("over15"))
-            indices = sorted(np.random.default_rng(1729).choice(n_over15, over15, replace=False))
+            indices = sorted(np.random.default_rng(1729).choice(SUBSET_SIZES["over15"], over15, replace=False))
         pool = list(qm9pack_atoms("over15", indices=indices))
     else:
         data = QM9Pack(subset="under14", batch_size=1)
@@ -143,8 +142,8 @@ def evaluate_model(label: str, path: str, out_dir: Path, splits: Sequence[str] =
 
 
 def _pooled_mae(by_size: Dict, sizes: Sequence[int]) -> float:
-    rows = [by_size[str(n)] if str(n) in by_size else by_size.get(n) for n in sizes]
-    rows = [r for r in rows if r]
+    # keys are strings: results are read back from their JSON files
+    rows = [by_size[str(n)] for n in sizes if str(n) in by_size]
     if not rows:
         return float("nan")
     return sum(r["mae_eV"] * r["n"] for r in rows) / sum(r["n"] for r in rows)

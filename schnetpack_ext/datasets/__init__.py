@@ -12,6 +12,7 @@ from .qm9pack import (
     qm9pack_atoms,
     qm9pack_data_dir,
     qm9pack_rows,
+    SUBSET_SIZES,
     read_qm9pack_names,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "qm9pack_atoms",
     "qm9pack_data_dir",
     "qm9pack_rows",
+    "SUBSET_SIZES",
     "read_qm9pack_names",
 ]

@@ -36,6 +36,7 @@ from ase.units import Hartree
 from schnetpack.data import AtomsDataModule, ASEAtomsData
 
 __all__ = [
+    "SUBSET_SIZES",
     "QM9PackDataError",
     "QM9PACK_ATOMREFS_HARTREE",
     "QM9PACK_SUBSETS",
@@ -61,6 +62,9 @@ _CSV_COLUMNS = ("N_atoms", "XYZ_file", "Elements", "XYZ_Ang", "InternalEnergy_0K
 class QM9PackDataError(ValueError):
     """A qm9pack CSV file is corrupted (bad header, unparsable row, not text)."""
 
+
+#: molecules per subset of the qm9pack data (the paper's QM9under14atoms / QM9over15atoms)
+SUBSET_SIZES = {"under14": 14790, "over15": 116041, "all": 130831}
 
 def qm9pack_data_dir() -> Path:
     """Directory holding qm9pack's CSV files, found without importing ``qm9pack``."""
@@ -202,7 +206,7 @@ def build_qm9pack_db(
             property_unit_dict={"energy_U0": "eV", "atomization_energy": "eV"},
             atomrefs={"energy_U0": refs, "atomization_energy": [0.0] * 100},
         )
-        total = {"under14": 14790, "over15": 116041, "all": 130831}[subset]
+        total = SUBSET_SIZES[subset]
         if max_molecules is not None:
             total = min(total, max_molecules)
         bar = tqdm(total=total, desc=f"QM9 {subset} -> {path.name}", disable=not progress, unit="mol")
