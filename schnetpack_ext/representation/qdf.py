@@ -299,14 +299,17 @@ class QDF(nn.Module):
         envelope = smooth_switch(d, self.basis_cutoff, self.switch_width)
         envelope = envelope * (~on_nucleus)
         mask = self.orbital_mask[rows_j][:, :, None]
-        # envelope times d^(q-1) for q in {1, 2}, times the slot mask
-        shells = torch.where(self.second_shell[rows_j][:, :, None] > 0,
-                             (envelope * d)[:, None, :], envelope[:, None, :]) * mask
-        exponent = zeta[:, :, None] * d2[:, None, :]  # (P, O, G)
         if not torch.is_grad_enabled():
-            # inference: the (P, O, G) buffer is updated in place instead of copied
-            return exponent.neg_().exp_().mul_(shells)
-        return torch.exp(-exponent) * shells
+            # inference: two (P, O, G) buffers, updated in place, instead of seven
+            radial = torch.mul(zeta[:, :, None], d2[:, None, :]).neg_().exp_()
+            # envelope times d^(q-1) for q in {1, 2}, times the slot mask
+            shells = torch.where(self.second_shell[rows_j][:, :, None] > 0,
+                                 (envelope * d)[:, None, :], envelope[:, None, :])
+            return radial.mul_(shells.mul_(mask))
+        radial = torch.exp(-zeta[:, :, None] * d2[:, None, :])  # (P, O, G)
+        q2 = self.second_shell[rows_j][:, :, None]
+        prefactor = 1.0 + q2 * (d[:, None, :] - 1.0)  # d^(q-1) for q in {1, 2}
+        return radial * prefactor * (envelope[:, None, :] * mask)
 
     def pair_basis(self, r_ij: torch.Tensor, rows_j: torch.Tensor):
         """Squared distances and basis of atom j on the grid of atom i, per pair.
