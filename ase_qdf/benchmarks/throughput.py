@@ -32,26 +32,38 @@ EXPERIMENTS = {
                                            ]),
     "QDF (ours) bf16-train order-9": ("qdf_qm9", ["model.representation.mixed_precision=train",
                                                    "model.representation.lebedev_order=9"]),
+    "QDF (shipped recipe)": ("qdf_qm9_relu", []),
     "QDF (paper mode)": ("qdf_qm9_paper", []),
     "SchNet": ("schnet_qm9_under14", []),
     "PaiNN": ("painn_qm9_under14", []),
 }
 
 
-def machine_info() -> Dict[str, object]:
-    """Cores, threads, torch version: where the numbers were measured."""
-    return {
+def machine_info(device: str = "cpu") -> Dict[str, object]:
+    """Cores, threads, torch version and accelerator: where the numbers were measured."""
+    info = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "device": str(device),
     }
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
 
 
-def _batches(molecules: Sequence[Atoms], cutoff: float, batch_size: int) -> List[Dict[str, torch.Tensor]]:
+def _sync(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: wait for them before reading the clock
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _batches(molecules: Sequence[Atoms], cutoff: float, batch_size: int,
+             device: torch.device = torch.device("cpu")) -> List[Dict[str, torch.Tensor]]:
     converter = spk.interfaces.AtomsConverter(
-        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32
+        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32, device=device
     )
     return [converter(list(molecules[i : i + batch_size])) for i in range(0, len(molecules), batch_size)]
 
@@ -64,21 +76,24 @@ def training_throughput(
     batch_size: int = 32,
     hk_mode: str = "off",
     repeats: int = 1,
+    device: str = "cpu",
 ) -> float:
     """Molecules per second of training steps (one warm-up batch excluded).
 
     Args:
         hk_mode: ``off`` (energy only), ``joint`` (energy + HK, one step) or
             ``alternating`` (an energy step then an HK step, as the paper).
+        device: torch device of the model and the (pre-collated) batches.
     """
     from schnetpack_ext.hk_task import HKPotentialOutput
 
-    model = model.float().train()
+    device = torch.device(device)
+    model = model.float().train().to(device)
     model.do_postprocessing = False
     hk = HKPotentialOutput()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
-    batches = _batches(molecules, cutoff, batch_size)
-    targets = [torch.zeros(len(b[spk.properties.n_atoms])) for b in batches]
+    batches = _batches(molecules, cutoff, batch_size, device)
+    targets = [torch.zeros(len(b[spk.properties.n_atoms]), device=device) for b in batches]
 
     def step(batch, target):
         pred = model({k: v for k, v in batch.items()})
@@ -95,11 +110,13 @@ def training_throughput(
             optimizer.step()
 
     step(batches[0], targets[0])  # warm-up
+    _sync(device)
     n, start = 0, time.perf_counter()
     for _ in range(repeats):
         for batch, target in zip(batches, targets):
             step(batch, target)
             n += len(target)
+    _sync(device)
     return n / (time.perf_counter() - start)
 
 
@@ -109,17 +126,19 @@ def inference_throughput(
     cutoff: float,
     energy_key: str = "energy_U0",
     batch_size: int = 32,
+    device: str = "cpu",
 ) -> float:
-    """Molecules per second from ``Atoms`` to energies, preprocessing included."""
-    model = model.float().eval()
+    """Molecules per second from ``Atoms`` to energies (back on the host), preprocessing included."""
+    device = torch.device(device)
+    model = model.float().eval().to(device)
     converter = spk.interfaces.AtomsConverter(
-        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32
+        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32, device=device
     )
     with torch.no_grad():
         model(converter(list(molecules[:batch_size])))  # warm-up
         start = time.perf_counter()
         for i in range(0, len(molecules), batch_size):
-            model(converter(list(molecules[i : i + batch_size])))[energy_key].numpy()
+            model(converter(list(molecules[i : i + batch_size])))[energy_key].cpu().numpy()
     return len(molecules) / (time.perf_counter() - start)
 
 
@@ -133,13 +152,22 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--inference-batch-sizes", default="1,32,128")
     parser.add_argument("--models", default=",".join(EXPERIMENTS), help="comma-separated subset of: " + ", ".join(EXPERIMENTS))
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    parser.add_argument("--db", help="read the under14 molecules from this ASE database (e.g. the "
+                        "training cache qm9pack_under14.db) instead of the qm9pack CSV files")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(1729)
-    pool = [atoms for _, atoms, _ in qm9pack_atoms("under14")]
+    if args.db:
+        import ase.db
+
+        with ase.db.connect(args.db, use_lock_file=False) as db:
+            pool = [row.toatoms() for row in db.select()]
+    else:
+        pool = [atoms for _, atoms, _ in qm9pack_atoms("under14")]
     molecules = [pool[i] for i in rng.choice(len(pool), size=args.molecules, replace=False)]
-    results = {"machine": machine_info(), "n_molecules": len(molecules),
+    results = {"machine": machine_info(args.device), "n_molecules": len(molecules),
                "mean_atoms": float(np.mean([len(m) for m in molecules])), "models": {}}
     for name in args.models.split(","):
         experiment, overrides = EXPERIMENTS[name]
@@ -150,10 +178,12 @@ def main(argv: List[str] = None) -> Dict[str, object]:
             hk_mode = "alternating" if experiment == "qdf_qm9_paper" else "joint"
         row = {"experiment": experiment, "parameters": sum(p.numel() for p in model.parameters()),
                "train_hk_mode": hk_mode,
-               "train_mol_per_s": training_throughput(model, molecules, cutoff, batch_size=args.batch_size, hk_mode=hk_mode)}
+               "train_mol_per_s": training_throughput(model, molecules, cutoff, batch_size=args.batch_size,
+                                                      hk_mode=hk_mode, device=args.device)}
         for bs in [int(b) for b in args.inference_batch_sizes.split(",")]:
             n = min(len(molecules), 64) if bs == 1 else len(molecules)
-            row[f"inference_mol_per_s_bs{bs}"] = inference_throughput(model, molecules[:n], cutoff, batch_size=bs)
+            row[f"inference_mol_per_s_bs{bs}"] = inference_throughput(model, molecules[:n], cutoff, batch_size=bs,
+                                                                      device=args.device)
         results["models"][name] = row
         print(name, json.dumps(row))
     ref = results["models"].get("SchNet")
