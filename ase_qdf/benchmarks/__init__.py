@@ -7,6 +7,7 @@ Names:
     extrapolation: MAE on the QM9 test split and on over15 molecules, per size; table and plots.
     screening: molecules/s of qdf screen and predict_energies beside SchNet and PaiNN.
     dft: time of a PySCF B3LYP/6-31G(2df,p) single point beside QDF's (needs ase-qdf[dft]).
+    curves: learning curves (validation MAE against epoch) of spktrain runs, side by side.
     report: markdown tables and plots from their JSON files.
 """
 
@@ -16,7 +17,7 @@ from typing import List, Optional
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("rotation", "throughput", "scaling", "extrapolation", "screening", "dft", "report")
+BENCHMARKS = ("rotation", "throughput", "scaling", "extrapolation", "screening", "dft", "curves", "report")
 
 
 def main(argv: Optional[List[str]] = None):

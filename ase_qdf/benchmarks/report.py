@@ -26,7 +26,8 @@ def _inference_keys(row) -> List[str]:
 
 def _throughput_section(data) -> str:
     m = data["machine"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+    gpu = f"GPU {m['gpu']} (models and batches on `{m['device']}`), " if m.get("gpu") else ""
+    out = [f"Machine: {gpu}{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
            f"torch {m['torch']}, float32 unless stated. {data['n_molecules']} QM9 molecules with "
            f"<= 14 atoms ({data['mean_atoms']:.1f} atoms on average), batch 32.", ""]
     rows = []

@@ -93,3 +93,24 @@ def test_dft_benchmark_times_pyscf_beside_qdf(model_path, tmp_path):
     assert row["dft_s"] > 0 and row["qdf_s"] > 0 and row["dft_over_qdf"] == row["dft_s"] / row["qdf_s"]
     assert -76.5 < row["dft_energy_Ha"] < -76.3
     assert (tmp_path / "dft.json").is_file()
+
+
+def test_learning_curves_join_resumed_logs_and_write_table(tmp_path):
+    from ase_qdf.benchmarks import curves
+
+    run = tmp_path / "run"
+    header = "epoch,step,train_energy_U0_mae,val_energy_U0_mae,test_energy_U0_mae\n"
+    for version, body in enumerate(["0,10,0.9,,\n0,10,,0.8,\n1,20,,0.5,\n",
+                                    "2,30,,0.6,\n3,40,,0.4,\n3,40,,,0.45\n"]):
+        (run / "csv" / f"version_{version}").mkdir(parents=True)
+        (run / "csv" / f"version_{version}" / "metrics.csv").write_text(header + body)
+    epochs, maes, test = curves.learning_curve(curves.read_metrics(run))
+    assert epochs == [0, 1, 2, 3] and maes == [0.8, 0.5, 0.6, 0.4] and test == 0.45
+
+    out = tmp_path / "curves.png"
+    summary = curves.main(["--run", f"demo={run}", "--out", str(out)])
+    assert summary["demo"] == {"epochs": 4, "val_mae_last": 0.4, "val_mae_best": 0.4, "test_mae": 0.45}
+    assert out.stat().st_size > 0
+    assert "| demo | 4 | 0.4000 | 0.4000 | 0.4500 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(FileNotFoundError, match="no metrics.csv"):
+        curves.read_metrics(tmp_path / "empty")
