@@ -31,10 +31,14 @@ def main(argv=None):
     parser.add_argument("--timestep", type=float, default=0.25, help="fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--lebedev-order", type=int, default=17,
+                        help="quadrature grid order (17: far less orientation dependence than the "
+                             "shipped model's own 11; see the model card)")
     args = parser.parse_args(argv)
 
     atoms = molecule(args.molecule)
-    atoms.calc = QDFCalculator(resolve_model_or_exit(args.model), dtype=args.dtype)
+    atoms.calc = QDFCalculator(resolve_model_or_exit(args.model), dtype=args.dtype,
+                               lebedev_order=args.lebedev_order)
     MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(0))
     Stationary(atoms)
     ZeroRotation(atoms)

@@ -166,3 +166,34 @@ def test_short_velocity_verlet_md(model32):
     assert dyn.nsteps == 8
     assert np.isfinite(atoms.positions).all()
     assert abs(atoms.get_total_energy() - e0) < 0.05
+
+
+def test_lebedev_order_option_refines_the_grid_without_touching_the_callers_model(model64):
+    points = model64.representation.n_grid_points
+    own_order = model64.representation.hyperparameters["lebedev_order"]
+    finer = 17 if own_order != 17 else 23
+    calc = QDFCalculator(model64, device="cpu", dtype="float64", lebedev_order=finer)
+    assert calc.model is not model64
+    assert calc.model.representation.hyperparameters["lebedev_order"] == finer
+    assert calc.model.representation.n_grid_points > points
+    # the caller's module keeps its grid
+    assert model64.representation.n_grid_points == points
+    assert model64.representation.hyperparameters["lebedev_order"] == own_order
+
+    atoms = molecule("CH3CH2OH")
+    coarse = atoms.copy()
+    coarse.calc = QDFCalculator(model64, device="cpu", dtype="float64")
+    atoms.calc = calc
+    # the same integral on a finer rule: close, but not the same numbers
+    assert atoms.get_potential_energy() == pytest.approx(coarse.get_potential_energy(), abs=0.05)
+    assert atoms.get_potential_energy() != coarse.get_potential_energy()
+    batch = predict_energies([molecule("CH3CH2OH")], model=model64, device="cpu", dtype="float64",
+                             lebedev_order=finer)
+    assert batch[0] == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+
+    # asking for the model's own order changes nothing (and copies nothing)
+    same = QDFCalculator(model64, device="cpu", dtype="float64", lebedev_order=own_order)
+    assert same.model is model64
+
+    with pytest.raises(ValueError, match="lebedev_order=4"):
+        QDFCalculator(model64, device="cpu", dtype="float64", lebedev_order=4)

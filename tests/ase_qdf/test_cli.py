@@ -2,6 +2,7 @@ import csv
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 from ase import Atoms
@@ -198,3 +199,19 @@ def test_screen_killed_with_sigkill_and_rerun_loses_and_duplicates_nothing(tmp_p
     assert len(keys) == len(set(keys)) == 300
     assert sorted(int(r["index"]) for r in rows) == list(range(300))
     assert all(r["energy_eV"] and not r["error"] for r in rows)
+
+
+def test_screen_lebedev_order_option(tmp_path, model_path, capsys):
+    xyz = tmp_path / "in.xyz"
+    write(xyz, [molecule("H2O"), molecule("CH4")])
+    default, finer = tmp_path / "default.csv", tmp_path / "finer.csv"
+    assert cli.main(["screen", str(xyz), "-o", str(default), "--model", str(model_path), "--quiet"]) == 0
+    assert cli.main(["screen", str(xyz), "-o", str(finer), "--model", str(model_path), "--quiet",
+                     "--lebedev-order", "17"]) == 0
+    e_default = [float(r["energy_eV"]) for r in _rows(default)]
+    e_finer = [float(r["energy_eV"]) for r in _rows(finer)]
+    assert len(e_finer) == 2 and e_finer != e_default
+    np.testing.assert_allclose(e_finer, e_default, atol=0.05)
+    assert cli.main(["screen", str(xyz), "-o", str(tmp_path / "bad.csv"), "--model", str(model_path),
+                     "--quiet", "--lebedev-order", "4"]) == 2
+    assert "lebedev_order=4" in capsys.readouterr().err
