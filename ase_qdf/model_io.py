@@ -20,6 +20,7 @@ on explicit request (``trust_pickle=True``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -56,6 +57,7 @@ __all__ = [
     "register_model",
     "save_qdf_model",
     "weights_sha256",
+    "with_lebedev_order",
 ]
 
 FORMAT = "ase-qdf-model"
@@ -588,11 +590,37 @@ def export_spk_model(
     meta = {"source": os.path.basename(str(best_model_path)),
             "schnetpack_version": getattr(model, "spk_version", None)}
     if lebedev_order is not None:
-        representation = model.representation
-        meta["trained_lebedev_order"] = representation.hyperparameters["lebedev_order"]
-        representation.set_lebedev_order(lebedev_order)
+        meta["trained_lebedev_order"] = model.representation.hyperparameters.get("lebedev_order")
+        model = with_lebedev_order(model, int(lebedev_order))
     meta.update(metadata or {})
     return save_qdf_model(model.cpu(), out_path, metadata=meta)
+
+
+def with_lebedev_order(model: nn.Module, order: int, copy_first: bool = False) -> nn.Module:
+    """``model`` evaluated on a Lebedev grid of angular order ``order``.
+
+    Args:
+        model: a QDF model (its representation on a Lebedev grid).
+        order: angular order (3, 5, ..., 131: :func:`scipy.integrate.lebedev_rule`).
+        copy_first: change a copy, not ``model`` (for modules owned by the caller).
+
+    Raises:
+        ValueError: the model is on the paper grid, or ``order`` is no Lebedev rule.
+    """
+    representation = model.representation
+    if getattr(representation, "grid_kind", None) != "lebedev":
+        raise ValueError("lebedev_order needs a model on a Lebedev grid; this one uses the "
+                         f"{getattr(representation, 'grid_kind', 'unknown')!r} grid")
+    if representation.hyperparameters.get("lebedev_order") == order:
+        return model
+    if copy_first:
+        model = copy.deepcopy(model)
+    try:
+        model.representation.set_lebedev_order(order)
+    except (ValueError, NotImplementedError) as err:  # scipy: NotImplementedError for unknown orders
+        raise ValueError(f"lebedev_order={order} is not a Lebedev rule: {err}") from None
+    return model
+
 
 
 # --------------------------------------------------------------------------- registry

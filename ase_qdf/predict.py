@@ -36,6 +36,7 @@ from ase_qdf.model_io import (
     prepare_model,
     resolve_device,
     resolve_dtype,
+    with_lebedev_order,
 )
 from ase_qdf import validation
 from ase_qdf.validation import InvalidMoleculeError, validate_atoms
@@ -236,8 +237,8 @@ class QDFEngine:
         self.dtype = resolve_dtype(dtype)
         self.model = resolve_model(model, self.device, self.dtype)
         if lebedev_order is not None:
-            self.model = _with_lebedev_order(self.model, int(lebedev_order),
-                                             caller_owned=isinstance(model, (nn.Module, QDFEngine)))
+            self.model = with_lebedev_order(self.model, int(lebedev_order),
+                                            copy_first=isinstance(model, (nn.Module, QDFEngine)))
         self.cutoff = float(self.model.representation.cutoff)
         self.converter = spk.interfaces.AtomsConverter(
             neighbor_list=MoleculeNeighborList(cutoff=self.cutoff, dtype=self.dtype),
@@ -268,23 +269,6 @@ class QDFEngine:
                 "error": None,
             })
         return results
-
-
-def _with_lebedev_order(model: nn.Module, order: int, caller_owned: bool) -> nn.Module:
-    """``model`` evaluated on Lebedev order ``order`` (a copy if the caller owns the module)."""
-    representation = model.representation
-    if getattr(representation, "grid_kind", None) != "lebedev":
-        raise ValueError("lebedev_order needs a model on a Lebedev grid; this one uses the "
-                         f"{getattr(representation, 'grid_kind', 'unknown')!r} grid")
-    if representation.hyperparameters.get("lebedev_order") == order:
-        return model
-    if caller_owned:
-        model = copy.deepcopy(model)
-    try:
-        model.representation.set_lebedev_order(order)
-    except (ValueError, NotImplementedError) as err:  # scipy: NotImplementedError for unknown orders
-        raise ValueError(f"lebedev_order={order} is not a Lebedev rule: {err}") from None
-    return model
 
 
 def _error_result(err: BaseException) -> Dict[str, Any]:

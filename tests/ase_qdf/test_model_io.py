@@ -237,3 +237,12 @@ def test_default_config_builds():
     model = build_qdf_model(default_config())
     assert model.representation.cutoff == pytest.approx(4.75)
     assert model.qdf_config["atomwise"]["n_in"] == 250
+
+
+
+def test_export_refuses_an_order_that_is_no_lebedev_rule(tmp_path):
+    best = tmp_path / "best_model"
+    torch.save(spk_training_model(), best)
+    with pytest.raises(ValueError, match="lebedev_order=4 is not a Lebedev rule"):
+        export_spk_model(best, tmp_path / "out.pt", trust_pickle=True, lebedev_order=4)
+    assert not (tmp_path / "out.pt").exists()
