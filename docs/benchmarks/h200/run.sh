@@ -56,7 +56,9 @@ for id in "${!RUN[@]}"; do
 done
 cd $RUNS
 tar czf $OUTDIR/resumed.tgz qdf_relu_bf16/best_model qdf_relu_bf16/checkpoints/last.ckpt qdf_relu_bf16/csv qdf_relu_bf16/config.yaml qdf_relu_bf16/cli.log
-tar czf $OUTDIR/qdf_ablations.tgz --exclude=checkpoints gpu_qdf gpu_qdf_hkoff gpu_qdf_hkalt gpu_qdf_papergrid
+# two archives: each file that comes back from the lease must stay under 16 MiB
+tar czf $OUTDIR/abl1.tgz --exclude=checkpoints gpu_qdf gpu_qdf_hkoff
+tar czf $OUTDIR/abl2.tgz --exclude=checkpoints gpu_qdf_hkalt gpu_qdf_papergrid
 tar czf $OUTDIR/baselines.tgz --exclude=checkpoints gpu_qdf_paper gpu_schnet gpu_painn
 tar czf $OUTDIR/logs.tgz -C $LOGS .
 ls -la $OUTDIR
