@@ -605,22 +605,16 @@ def with_lebedev_order(model: nn.Module, order: int, copy_first: bool = False) -
         copy_first: change a copy, not ``model`` (for modules owned by the caller).
 
     Raises:
-        ValueError: the model is on the paper grid, or ``order`` is no Lebedev rule.
+        ValueError: the model is on the paper grid, or ``order`` is no Lebedev rule
+            (both from :meth:`~schnetpack_ext.representation.QDF.set_lebedev_order`).
     """
     representation = model.representation
-    if getattr(representation, "grid_kind", None) != "lebedev":
-        raise ValueError("lebedev_order needs a model on a Lebedev grid; this one uses the "
-                         f"{getattr(representation, 'grid_kind', 'unknown')!r} grid")
-    if representation.hyperparameters.get("lebedev_order") == order:
+    if representation.grid_kind == "lebedev" and representation.hyperparameters.get("lebedev_order") == order:
         return model
     if copy_first:
         model = copy.deepcopy(model)
-    try:
-        model.representation.set_lebedev_order(order)
-    except (ValueError, NotImplementedError) as err:  # scipy: NotImplementedError for unknown orders
-        raise ValueError(f"lebedev_order={order} is not a Lebedev rule: {err}") from None
+    model.representation.set_lebedev_order(order)
     return model
-
 
 
 # --------------------------------------------------------------------------- registry

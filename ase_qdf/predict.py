@@ -237,8 +237,9 @@ class QDFEngine:
         self.dtype = resolve_dtype(dtype)
         self.model = resolve_model(model, self.device, self.dtype)
         if lebedev_order is not None:
-            self.model = with_lebedev_order(self.model, int(lebedev_order),
-                                            copy_first=isinstance(model, (nn.Module, QDFEngine)))
+            # copy only a module the caller still holds (resolve_model may return it as is)
+            caller_owned = self.model is model or self.model is getattr(model, "model", None)
+            self.model = with_lebedev_order(self.model, int(lebedev_order), copy_first=caller_owned)
         self.cutoff = float(self.model.representation.cutoff)
         self.converter = spk.interfaces.AtomsConverter(
             neighbor_list=MoleculeNeighborList(cutoff=self.cutoff, dtype=self.dtype),

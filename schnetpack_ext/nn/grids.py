@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy.integrate import lebedev_rule
 
-__all__ = ["paper_grid", "lebedev_grid", "build_grid", "PAPER_POINT_VOLUME"]
+__all__ = ["paper_grid", "lebedev_rule_of_order", "lebedev_grid", "build_grid", "PAPER_POINT_VOLUME"]
 
 #: spacing of the original cubic grid (Å)
 PAPER_SPACING = 0.3
@@ -42,6 +42,19 @@ def paper_grid(radius: float = 0.75) -> Tuple[torch.Tensor, torch.Tensor]:
     offsets = offsets[np.linalg.norm(offsets, axis=1) <= radius + 1e-9]
     weights = np.ones(len(offsets))
     return torch.tensor(offsets), torch.tensor(weights)
+
+
+def lebedev_rule_of_order(order: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Unit directions (3, n) and weights (n,) of the Lebedev rule of ``order``.
+
+    :func:`scipy.integrate.lebedev_rule` with a ``ValueError`` (scipy raises
+    ``NotImplementedError``) for an order that has no rule, so callers see one
+    error type for a bad order.
+    """
+    try:
+        return lebedev_rule(order)
+    except NotImplementedError as err:
+        raise ValueError(f"lebedev_order={order} is not a Lebedev rule: {err}") from None
 
 
 def lebedev_grid(
@@ -69,7 +82,7 @@ def lebedev_grid(
     r = 0.5 * radius * (x + 1.0)
     # ∫_0^R f(r) r^2 dr with the Jacobian of [-1, 1] -> [0, R]
     w_radial = 0.5 * radius * w * r**2
-    directions, w_angular = lebedev_rule(lebedev_order)
+    directions, w_angular = lebedev_rule_of_order(lebedev_order)
     offsets = (r[:, None, None] * directions.T[None, :, :]).reshape(-1, 3)
     weights = (w_radial[:, None] * w_angular[None, :]).reshape(-1) / PAPER_POINT_VOLUME
     return torch.tensor(offsets), torch.tensor(weights)

@@ -24,8 +24,9 @@ References:
 from typing import Tuple
 
 import numpy as np
-from scipy.integrate import lebedev_rule
 from scipy.spatial import cKDTree
+
+from schnetpack_ext.nn.grids import lebedev_rule_of_order
 
 __all__ = ["becke_radial_rule", "becke_partition", "molecular_grid"]
 
@@ -133,7 +134,7 @@ def molecular_grid(
     r, w_r = becke_radial_rule(n_radial, r_mid)
     keep = r <= neighbour_radius
     r, w_r = r[keep], w_r[keep]
-    directions, w_ang = lebedev_rule(lebedev_order)
+    directions, w_ang = lebedev_rule_of_order(lebedev_order)
     offsets = (r[:, None, None] * directions.T[None]).reshape(-1, 3)
     w_atom = (w_r[:, None] * w_ang[None, :]).reshape(-1)
     n_atoms, n_per_atom = len(positions), len(offsets)

@@ -33,9 +33,7 @@ from torch.utils.checkpoint import checkpoint
 import schnetpack.properties as properties
 import schnetpack.nn as snn
 
-from scipy.integrate import lebedev_rule
-
-from schnetpack_ext.nn.grids import build_grid
+from schnetpack_ext.nn.grids import build_grid, lebedev_rule_of_order
 from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_tables
 
 __all__ = ["QDF", "smooth_switch", "autocast_bf16"]
@@ -54,7 +52,7 @@ _IN_PLACE = {F.silu: lambda x: F.silu(x, inplace=True), F.relu: torch.relu_}
 
 def _lebedev_size(order: int) -> int:
     try:
-        return lebedev_rule(order)[1].shape[0]
+        return lebedev_rule_of_order(order)[1].shape[0]
     except ValueError:
         return -1
 
