@@ -60,11 +60,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _batches(molecules: Sequence[Atoms], cutoff: float, batch_size: int,
-             device: torch.device = torch.device("cpu")) -> List[Dict[str, torch.Tensor]]:
-    converter = spk.interfaces.AtomsConverter(
+def _converter(cutoff: float, device: torch.device) -> spk.interfaces.AtomsConverter:
+    """SchNetPack's Atoms -> batch converter with a matscipy neighbour list, float32."""
+    return spk.interfaces.AtomsConverter(
         neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32, device=device
     )
+
+
+def _batches(molecules: Sequence[Atoms], cutoff: float, batch_size: int,
+             device: torch.device = torch.device("cpu")) -> List[Dict[str, torch.Tensor]]:
+    converter = _converter(cutoff, device)
     return [converter(list(molecules[i : i + batch_size])) for i in range(0, len(molecules), batch_size)]
 
 
@@ -131,9 +136,7 @@ def inference_throughput(
     """Molecules per second from ``Atoms`` to energies (back on the host), preprocessing included."""
     device = torch.device(device)
     model = model.float().eval().to(device)
-    converter = spk.interfaces.AtomsConverter(
-        neighbor_list=trn.MatScipyNeighborList(cutoff=cutoff), dtype=torch.float32, device=device
-    )
+    converter = _converter(cutoff, device)
     with torch.no_grad():
         model(converter(list(molecules[:batch_size])))  # warm-up
         start = time.perf_counter()
