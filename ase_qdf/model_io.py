@@ -51,6 +51,7 @@ __all__ = [
     "export_spk_model",
     "file_sha256",
     "load_qdf_model",
+    "load_weights_into",
     "model_config",
     "models_dir",
     "read_model_file",
@@ -536,6 +537,61 @@ def load_qdf_model(
     model.qdf_metadata = payload["metadata"]
     model.qdf_sha256 = file_sha256(path)
     model.qdf_path = str(path)
+    return model
+
+
+# Settings that change no weight: a model file may differ from the model it initialises
+# in these (e.g. a run fine-tuned in float32 from one trained with bf16 autocast).
+NON_WEIGHT_SETTINGS = {
+    "representation": ("mixed_precision", "chunk_size", "compute_hk_fields", "lebedev_order"),
+    "hk": ("mixed_precision", "point_fraction"),
+}
+
+
+def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optional[str] = None) -> nn.Module:
+    """Copy the weights of an ase-qdf model file into a QDF model, e.g. to fine-tune it.
+
+    The representation, the Atomwise head and the HK head are copied strictly; the
+    offsets (mean and atomrefs) are left to the training data, as in any run. The file
+    is read with ``torch.load(weights_only=True)``.
+
+    Args:
+        model: a QDF ``NeuralNetworkPotential`` (built by ``spktrain`` or here).
+        path: the ase-qdf model file.
+        expected_sha256: if given, the file's SHA-256 must match.
+
+    Returns:
+        ``model``, changed in place.
+
+    Raises:
+        ModelFileError: the file is not a model file, or its architecture differs
+            from the model's (the differing settings are named).
+    """
+    payload = read_model_file(path, expected_sha256=expected_sha256)
+    source_config, target_config = payload["config"], model_config(model)
+    differences = []
+    for section in ("representation", "hk", "atomwise"):
+        src, dst = source_config.get(section) or {}, target_config.get(section) or {}
+        if bool(src) != bool(dst):
+            differences.append(f"{section}: {'present' if src else 'absent'} in the file, "
+                               f"{'present' if dst else 'absent'} in the model")
+            continue
+        skip = NON_WEIGHT_SETTINGS.get(section, ())
+        for key in sorted(set(src) | set(dst)):
+            if key not in skip and src.get(key) != dst.get(key):
+                differences.append(f"{section}.{key}: {src.get(key)!r} in the file, {dst.get(key)!r} in the model")
+    if differences:
+        raise ModelFileError(f"{path}: cannot initialise this model from it: " + "; ".join(differences))
+    source = build_qdf_model(source_config)
+    source.load_state_dict(payload["state_dict"], strict=True)
+    parts = zip(("representation", "atomwise", "hk"), _canonical_parts(source)[:3], _canonical_parts(model)[:3])
+    for name, src, dst in parts:
+        if src is None:
+            continue
+        try:
+            dst.load_state_dict(src.state_dict(), strict=True)
+        except RuntimeError as err:
+            raise ModelFileError(f"{path}: the {name} weights do not fit the model: {_first_line(err)}") from None
     return model
 
 

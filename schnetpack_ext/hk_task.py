@@ -11,6 +11,7 @@ References:
     .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
 """
 
+import os
 from typing import Dict, Optional
 
 import torch
@@ -68,20 +69,45 @@ class HKPotentialOutput(UnsupervisedModelOutput):
             metric(pred[self.name].detach(), pred[self.target_property].detach())
 
 
+def _original_cwd_path(path: str) -> str:
+    """``path`` relative to where ``spktrain`` started (Hydra may have changed directory)."""
+    if os.path.isabs(path):
+        return path
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import to_absolute_path
+
+        if HydraConfig.initialized():
+            return to_absolute_path(path)
+    except ImportError:  # hydra is optional outside spktrain
+        pass
+    return os.path.abspath(path)
+
+
 class QDFTask(TrustedAtomisticTask):
     """:class:`schnetpack.AtomisticTask` with the QDF Hohenberg-Kohn training modes.
 
     Args:
         hk_mode: ``"joint"``, ``"alternating"`` or ``"off"``.
+        init_from: an ase-qdf model file (``qdf export``) whose weights initialise the
+            model, to fine-tune a trained model with a new optimizer and schedule (the
+            offsets still come from the training data). A relative path is taken from
+            the directory ``spktrain`` was started in. A run that resumes from its own
+            checkpoint gets the checkpoint's weights, not these.
         **kwargs: see :class:`schnetpack.AtomisticTask`.
     """
 
-    def __init__(self, *args, hk_mode: str = "joint", **kwargs):
+    def __init__(self, *args, hk_mode: str = "joint", init_from: Optional[str] = None, **kwargs):
         if hk_mode not in ("joint", "alternating", "off"):
             raise ValueError(f"hk_mode must be joint, alternating or off, not {hk_mode!r}")
         super().__init__(*args, **kwargs)
         self.hk_mode = hk_mode
         self.automatic_optimization = hk_mode != "alternating"
+        if init_from:
+            # ase_qdf owns the model-file format; imported here since ase_qdf imports this package
+            from ase_qdf.model_io import load_weights_into
+
+            load_weights_into(self.model, _original_cwd_path(init_from))
 
     def _split_outputs(self):
         hk = [o for o in self.outputs if isinstance(o, HKPotentialOutput)]

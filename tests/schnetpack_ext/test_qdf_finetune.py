@@ -1,0 +1,56 @@
+"""``task.init_from``: a run starts from the weights of an ase-qdf model file (fine-tuning).
+
+The shipped model's second phase (``qdf_qm9_relu_finetune``) starts this way from the
+export of the first. Tiny sizes; the learning rate is zero in the second run, so its
+weights must be exactly those of the file.
+"""
+
+import torch
+
+from ase_qdf.model_io import export_spk_model, read_model_file
+
+from .spktrain_runner import run_spktrain
+
+TINY = [
+    "data.max_molecules=32",
+    "data.batch_size=16",
+    "model.representation.n_atom_basis=8",
+    "model.output_modules.1.n_hidden=8",
+    "model.output_modules.1.n_layers=1",
+    "trainer.max_epochs=1",
+]
+
+
+def _weights(best_model):
+    model = torch.load(best_model, map_location="cpu", weights_only=False)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(("representation.", "output_modules."))}
+
+
+def test_init_from_copies_the_weights_of_a_model_file(tmp_path):
+    first = run_spktrain(tmp_path, "phase1", "qdf_qm9_smoke", *TINY, "seed=1", timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    export_spk_model(tmp_path / "runs" / "phase1" / "best_model", tmp_path / "phase1.pt", trust_pickle=True)
+
+    # relative to where spktrain starts, although spktrain changes into the run directory
+    second = run_spktrain(tmp_path, "phase2", "qdf_qm9_smoke", *TINY, "seed=2", "globals.lr=0.0",
+                          "task.init_from=phase1.pt", timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    scratch = run_spktrain(tmp_path, "scratch", "qdf_qm9_smoke", *TINY, "seed=2", "globals.lr=0.0", timeout=300)
+    assert scratch.returncode == 0, scratch.stdout[-3000:] + scratch.stderr[-3000:]
+
+    exported = read_model_file(tmp_path / "phase1.pt")["state_dict"]
+    started, fresh = _weights(tmp_path / "runs" / "phase2" / "best_model"), _weights(tmp_path / "runs" / "scratch" / "best_model")
+    assert started.keys() == fresh.keys() and len(started) > 10
+    for key, value in started.items():
+        assert torch.equal(value, exported[key]), key
+    assert not all(torch.equal(value, fresh[key]) for key, value in started.items())
+
+
+def test_init_from_a_different_architecture_is_refused(tmp_path):
+    first = run_spktrain(tmp_path, "phase1", "qdf_qm9_smoke", *TINY, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    export_spk_model(tmp_path / "runs" / "phase1" / "best_model", tmp_path / "phase1.pt", trust_pickle=True)
+    other = run_spktrain(tmp_path, "wider", "qdf_qm9_smoke", *TINY[:2], "model.representation.n_atom_basis=16",
+                         *TINY[3:], f"task.init_from={tmp_path / 'phase1.pt'}", timeout=300)
+    assert other.returncode != 0
+    assert "n_atom_basis: 8 in the file, 16 in the model" in other.stdout + other.stderr
