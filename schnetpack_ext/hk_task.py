@@ -103,11 +103,20 @@ class QDFTask(TrustedAtomisticTask):
         super().__init__(*args, **kwargs)
         self.hk_mode = hk_mode
         self.automatic_optimization = hk_mode != "alternating"
-        if init_from:
+        self.init_from = _original_cwd_path(init_from) if init_from else None
+
+    def setup(self, stage=None):
+        super().setup(stage)
+        # The weights are copied when a fresh fit starts, not in __init__: a task rebuilt by
+        # load_from_checkpoint gets its model from the checkpoint's pickled hyperparameters,
+        # whose tensors share storage with the checkpoint's state_dict, so copying there
+        # would overwrite the trained weights before Lightning loads them. A resumed fit
+        # restores its checkpoint after this hook, so it keeps its own weights either way.
+        if stage == "fit" and self.init_from and getattr(self.trainer, "ckpt_path", None) is None:
             # ase_qdf owns the model-file format; imported here since ase_qdf imports this package
             from ase_qdf.model_io import load_weights_into
 
-            load_weights_into(self.model, _original_cwd_path(init_from))
+            load_weights_into(self.model, self.init_from)
 
     def _split_outputs(self):
         hk = [o for o in self.outputs if isinstance(o, HKPotentialOutput)]

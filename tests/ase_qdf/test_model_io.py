@@ -246,3 +246,28 @@ def test_export_refuses_an_order_that_is_no_lebedev_rule(tmp_path):
     with pytest.raises(ValueError, match="lebedev_order=4 is not a Lebedev rule"):
         export_spk_model(best, tmp_path / "out.pt", trust_pickle=True, lebedev_order=4)
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_load_weights_into_copies_weights_but_not_offsets(model_path):
+    # a model that differs in settings that change no weight (autocast, chunking)
+    target = build_qdf_model(default_config({**TINY_REP, "mixed_precision": "train", "chunk_size": 7}, TINY_HK))
+    target.postprocessors[1].mean.fill_(0.5)
+    model_io.load_weights_into(target, model_path)
+    source = tiny_model().state_dict()
+    for key, value in target.state_dict().items():
+        if key.startswith("postprocessors"):
+            continue
+        assert torch.equal(value, source[key]), key
+    # offsets come from the training data of the new run, not from the file
+    assert float(target.postprocessors[1].mean) == 0.5
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"activation": "relu"}, "representation.activation: 'silu' in the file, 'relu' in the model"),
+    ({"n_atom_basis": 8}, "representation.n_atom_basis: 16 in the file, 8 in the model"),
+])
+def test_load_weights_into_names_architecture_differences(model_path, change, named):
+    target = build_qdf_model(default_config({**TINY_REP, **change}, TINY_HK))
+    with pytest.raises(ModelFileError, match="cannot initialise this model") as err:
+        model_io.load_weights_into(target, model_path)
+    assert named in str(err.value)
