@@ -9,7 +9,9 @@
     qdf export BEST_MODEL OUT.pt --trust-pickle [--meta KEY=VALUE ...] [--register NAME]
     qdf benchmark ...        (dispatches to ase_qdf.benchmarks.main when installed)
 
-The model defaults to ``$QDF_MODEL`` and then to the shipped model.
+The model defaults to ``$QDF_MODEL`` and then to the shipped model. ``qdf screen``
+resumes an existing output file, and records the model's SHA-256, dtype, precision and
+Lebedev order in ``OUT.csv.settings.json`` so that a resume with other settings is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import importlib
 import json
 import os
 import sys
-from typing import Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["CSV_COLUMNS", "iter_records", "main", "parse_shard"]
 
@@ -136,6 +138,43 @@ def _read_existing(path: str) -> Tuple[Set[Tuple[str, str]], int]:
     return done, n_ok
 
 
+def _screen_settings(engine, args) -> Dict[str, Any]:
+    """What decides the numbers in a screening CSV: rows of one file must share it."""
+    from ase_qdf.model_io import weights_sha256
+
+    model = engine.model
+    sha = getattr(model, "qdf_sha256", None) or weights_sha256(
+        {k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+    return {
+        "model_sha256": sha,
+        "dtype": str(engine.dtype).replace("torch.", ""),
+        "precision": args.precision or "as the model file says",
+        "lebedev_order": model.representation.hyperparameters.get("lebedev_order"),
+    }
+
+
+def _check_resume_settings(path: str, settings: Dict[str, Any], has_rows: bool) -> Optional[str]:
+    """Record the settings beside a new CSV; on resume, the reason they differ (or None).
+
+    The record is ``OUT.csv.settings.json``. Resuming with another model, dtype,
+    precision or grid would mix numbers of two models in one file without a trace.
+    """
+    record = path + ".settings.json"
+    if has_rows and os.path.exists(record):
+        with open(record) as f:
+            old = json.load(f)
+        changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in settings.items() if old.get(key) != value]
+        if changed:
+            return (f"{path} was started with other settings ({'; '.join(changed)}); "
+                    f"write to a new output file, or delete {path} and {record} to start over")
+        return None
+    if not has_rows or not os.path.exists(record):
+        with open(record, "w") as f:
+            json.dump(settings, f, indent=1)
+            f.write("\n")
+    return None
+
+
 def _screen(args) -> int:
     from tqdm import tqdm
 
@@ -153,6 +192,14 @@ def _screen(args) -> int:
         return 2
     done, n_ok = _read_existing(args.output)
     new_file = not os.path.exists(args.output) or os.path.getsize(args.output) == 0
+    try:
+        mismatch = _check_resume_settings(args.output, _screen_settings(engine, args), has_rows=bool(done))
+    except (OSError, ValueError) as err:
+        print(f"qdf screen: cannot record the settings beside the output: {_one_line(err)}", file=sys.stderr)
+        return 2
+    if mismatch:
+        print(f"qdf screen: {mismatch}", file=sys.stderr)
+        return 2
     try:
         out = open(args.output, "a", newline="")
     except OSError as err:

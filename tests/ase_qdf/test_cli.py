@@ -1,4 +1,5 @@
 import csv
+import json
 import sys
 import types
 
@@ -12,6 +13,9 @@ from pymatgen.core import Molecule
 
 from ase_qdf import cli, model_io
 
+from ase_qdf.model_io import file_sha256, save_qdf_model
+
+from .conftest import tiny_model
 from .test_model_io import spk_training_model
 
 
@@ -215,3 +219,28 @@ def test_screen_lebedev_order_option(tmp_path, model_path, capsys):
     assert cli.main(["screen", str(xyz), "-o", str(tmp_path / "bad.csv"), "--model", str(model_path),
                      "--quiet", "--lebedev-order", "4"]) == 2
     assert "lebedev_order=4" in capsys.readouterr().err
+
+
+def test_screen_resume_with_other_settings_is_refused(tmp_path, inputs, model_path, capsys):
+    out = tmp_path / "out.csv"
+    assert _screen(inputs, out, model_path) == 0
+    settings = json.loads((tmp_path / "out.csv.settings.json").read_text())
+    assert settings["model_sha256"] == file_sha256(model_path)
+    assert settings["dtype"] == "float32" and settings["lebedev_order"] == 11
+    full = out.read_text()
+    lines = full.splitlines(keepends=True)
+    out.write_text("".join(lines[:-2]))  # an unfinished run
+    capsys.readouterr()
+    # a finer grid, float64 or another model would mix numbers of two models in one file
+    assert _screen(inputs, out, model_path, "--lebedev-order", "17") == 2
+    assert "lebedev_order 11 -> 17" in capsys.readouterr().err
+    assert _screen(inputs, out, model_path, "--dtype", "float64") == 2
+    assert "dtype 'float32' -> 'float64'" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    save_qdf_model(tiny_model(seed=3), other)
+    assert _screen(inputs, out, other) == 2
+    assert "model_sha256" in capsys.readouterr().err
+    assert out.read_text() == "".join(lines[:-2])  # nothing was appended
+    # the same settings resume as before
+    assert _screen(inputs, out, model_path) == 0
+    assert out.read_text() == full
