@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import schnetpack.transform as trn
 
 from .models import save_json
 
-__all__ = ["training_throughput", "inference_throughput", "machine_info", "main"]
+__all__ = ["training_throughput", "inference_throughput", "machine_info", "main", "parse_variant"]
 
 EXPERIMENTS = {
     "QDF (ours)": ("qdf_qm9", []),
@@ -145,6 +145,15 @@ def inference_throughput(
     return len(molecules) / (time.perf_counter() - start)
 
 
+def parse_variant(text: str) -> Tuple[str, Tuple[str, List[str]]]:
+    """``"NAME=EXPERIMENT:a=1,b=2"`` -> ``("NAME", ("EXPERIMENT", ["a=1", "b=2"]))``."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name.strip() or not spec.strip():
+        raise ValueError(f"--variant needs NAME=EXPERIMENT[:OVERRIDE,...], got {text!r}")
+    experiment, _, overrides = spec.partition(":")
+    return name.strip(), (experiment.strip(), [o.strip() for o in overrides.split(",") if o.strip()])
+
+
 def main(argv: List[str] = None) -> Dict[str, object]:
     from schnetpack_ext.datasets import qm9pack_atoms
 
@@ -155,11 +164,22 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--inference-batch-sizes", default="1,32,128")
     parser.add_argument("--models", default=",".join(EXPERIMENTS), help="comma-separated subset of: " + ", ".join(EXPERIMENTS))
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=EXPERIMENT[:OVERRIDE,...]",
+                        help="an extra model from a Hydra experiment with overrides, e.g. "
+                        "'QDF D128=qdf_qm9_relu:model.representation.n_atom_basis=128' (repeatable)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     parser.add_argument("--db", help="read the under14 molecules from this ASE database (e.g. the "
                         "training cache qm9pack_under14.db) instead of the qm9pack CSV files")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    experiments = dict(EXPERIMENTS)
+    names = args.models.split(",") if args.models else []
+    for text in args.variant:
+        experiments.update([parse_variant(text)])
+        names.append(parse_variant(text)[0])
+    unknown = [n for n in names if n not in experiments]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {list(experiments)} or add --variant")
 
     rng = np.random.default_rng(1729)
     if args.db:
@@ -172,8 +192,8 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     molecules = [pool[i] for i in rng.choice(len(pool), size=args.molecules, replace=False)]
     results = {"machine": machine_info(args.device), "n_molecules": len(molecules),
                "mean_atoms": float(np.mean([len(m) for m in molecules])), "models": {}}
-    for name in args.models.split(","):
-        experiment, overrides = EXPERIMENTS[name]
+    for name in names:
+        experiment, overrides = experiments[name]
         cutoff = neighbor_cutoff(experiment, overrides)
         model = model_from_experiment(experiment, overrides)
         hk_mode = "off"

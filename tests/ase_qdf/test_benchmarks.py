@@ -114,3 +114,23 @@ def test_learning_curves_join_resumed_logs_and_write_table(tmp_path):
     assert "| demo | 4 | 0.4000 | 0.4000 | 0.4500 |" in out.with_suffix(".md").read_text()
     with pytest.raises(FileNotFoundError, match="no metrics.csv"):
         curves.read_metrics(tmp_path / "empty")
+
+
+def test_throughput_runs_variants_beside_schnet(tmp_path):
+    from ase_qdf.benchmarks import throughput
+
+    assert throughput.parse_variant("QDF D8=qdf_qm9_relu:a=1, b=2") == ("QDF D8", ("qdf_qm9_relu", ["a=1", "b=2"]))
+    with pytest.raises(ValueError, match="NAME=EXPERIMENT"):
+        throughput.parse_variant("qdf_qm9_relu")
+    out = tmp_path / "throughput.json"
+    results = throughput.main([
+        "--molecules", "6", "--batch-size", "3", "--inference-batch-sizes", "3", "--models", "SchNet",
+        "--variant", "QDF tiny=qdf_qm9_relu:model.representation.n_atom_basis=8,model.output_modules.1.n_hidden=8",
+        "--json", str(out)])
+    rows = json.loads(out.read_text())["models"]
+    assert list(rows) == ["SchNet", "QDF tiny"] == list(results["models"])
+    tiny = rows["QDF tiny"]
+    assert tiny["experiment"] == "qdf_qm9_relu" and tiny["train_hk_mode"] == "joint"
+    assert tiny["parameters"] < 20_000  # the overrides reached the model (D = 250 has 392,562)
+    assert tiny["train_mol_per_s"] > 0 and tiny["inference_mol_per_s_bs3"] > 0
+    assert tiny["train_ratio_vs_schnet"] == pytest.approx(tiny["train_mol_per_s"] / rows["SchNet"]["train_mol_per_s"])
