@@ -26,9 +26,9 @@ def test_shipped_model_predicts_unseen_qm9_molecules():
     energies = predict_energies(molecules)
     mae = np.abs(energies - reference).mean()
     # an untrained model is off by tens of eV; the composition-only fit by 0.96 eV.
-    # The bound follows the shipped model (docs/model_card.md: 0.127 eV test MAE; 0.121 on
+    # The bound follows the shipped model (docs/model_card.md: 0.104 eV test MAE; 0.106 on
     # these 100) with a margin.
-    assert mae < 0.2, mae
+    assert mae < 0.16, mae
 
 
 def _rotation_errors(calc, molecules):
@@ -44,13 +44,13 @@ def _rotation_errors(calc, molecules):
 
 
 def test_shipped_model_rotation_error_is_as_documented():
-    # docs/model_card.md: ReLU functional on Lebedev order 11, 25 meV mean |dE| over
-    # 50 test molecules x 5 rotations (the original QDF: 62 meV); 15 meV on these 8; a
-    # higher order shrinks it (order 17: 6.2 meV over the 50 x 5, 3.3 on these 8)
+    # docs/model_card.md: ReLU functional on Lebedev order 11, mean |dE| over 50 test
+    # molecules x 5 rotations as in the card (the original QDF: 62 meV); 22.9 meV on these
+    # 8; a higher order shrinks it (order 17: 4.8 meV on these 8)
     molecules = read(SAMPLE, "100:108")  # over15 molecules
     calc = QDFCalculator(dtype="float64")
     deltas = _rotation_errors(calc, molecules)
-    assert deltas.mean() < 0.025, deltas
+    assert deltas.mean() < 0.035, deltas
     calc.model.representation.set_lebedev_order(17)
     finer = _rotation_errors(QDFCalculator(model=calc.model, dtype="float64"), molecules)
     assert finer.mean() < 0.5 * deltas.mean(), (finer, deltas)

@@ -11,6 +11,16 @@ if not os.path.exists(SPKTRAIN):
     SPKTRAIN = shutil.which("spktrain")
 
 
+# a QDF small enough for a test run of qdf_qm9_smoke in seconds
+TINY_QDF = [
+    "data.max_molecules=32",
+    "data.batch_size=16",
+    "model.representation.n_atom_basis=8",
+    "model.output_modules.1.n_hidden=8",
+    "model.output_modules.1.n_layers=1",
+]
+
+
 def run_spktrain(workdir: Path, run_id: str, experiment: str, *overrides: str,
                  timeout: int = 600) -> subprocess.CompletedProcess:
     """``spktrain experiment=... run.id=...`` with data, runs and QM9 cache under ``workdir``."""

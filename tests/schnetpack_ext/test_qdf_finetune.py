@@ -1,24 +1,17 @@
 """``task.init_from``: a run starts from the weights of an ase-qdf model file (fine-tuning).
 
 The shipped model's second phase (``qdf_qm9_relu_finetune``) starts this way from the
-export of the first. Tiny sizes; the learning rate is zero in the second run, so its
-weights must be exactly those of the file.
+export of the first. Tiny sizes: a run at learning rate zero must hold exactly the file's
+weights, and a real fine-tuning run must end with its trained weights in ``best_model``.
 """
 
 import torch
 
 from ase_qdf.model_io import export_spk_model, read_model_file
 
-from .spktrain_runner import run_spktrain
+from .spktrain_runner import TINY_QDF, run_spktrain
 
-TINY = [
-    "data.max_molecules=32",
-    "data.batch_size=16",
-    "model.representation.n_atom_basis=8",
-    "model.output_modules.1.n_hidden=8",
-    "model.output_modules.1.n_layers=1",
-    "trainer.max_epochs=1",
-]
+TINY = [*TINY_QDF, "trainer.max_epochs=1"]
 
 
 def _weights(best_model):
@@ -57,7 +50,8 @@ def test_init_from_a_different_architecture_is_refused(tmp_path):
     first = run_spktrain(tmp_path, "phase1", "qdf_qm9_smoke", *TINY, timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     export_spk_model(tmp_path / "runs" / "phase1" / "best_model", tmp_path / "phase1.pt", trust_pickle=True)
-    other = run_spktrain(tmp_path, "wider", "qdf_qm9_smoke", *TINY[:2], "model.representation.n_atom_basis=16",
-                         *TINY[3:], f"task.init_from={tmp_path / 'phase1.pt'}", timeout=300)
+    wider = [o.replace("n_atom_basis=8", "n_atom_basis=16") for o in TINY]
+    other = run_spktrain(tmp_path, "wider", "qdf_qm9_smoke", *wider,
+                         f"task.init_from={tmp_path / 'phase1.pt'}", timeout=300)
     assert other.returncode != 0
     assert "n_atom_basis: 8 in the file, 16 in the model" in other.stdout + other.stderr

@@ -8,20 +8,13 @@ optimiser state and the checkpoint plugin of the QDF experiments).
 
 import torch
 
-from .spktrain_runner import run_spktrain
+from .spktrain_runner import TINY_QDF, run_spktrain
 
-TINY = [
-    "data.max_molecules=32",
-    "data.batch_size=16",
-    "model.representation.n_atom_basis=8",
-    "model.output_modules.1.n_hidden=8",
-    "model.output_modules.1.n_layers=1",
-]
 
 
 def test_rerun_in_same_run_dir_resumes_from_last_checkpoint(tmp_path):
     # first run "interrupted" after one of two epochs: it stops at max_epochs=1
-    first = run_spktrain(tmp_path, "resume", "qdf_qm9_smoke", *TINY, "trainer.max_epochs=1", timeout=300)
+    first = run_spktrain(tmp_path, "resume", "qdf_qm9_smoke", *TINY_QDF, "trainer.max_epochs=1", timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     last = tmp_path / "runs" / "resume" / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, weights_only=False)
@@ -29,7 +22,7 @@ def test_rerun_in_same_run_dir_resumes_from_last_checkpoint(tmp_path):
     steps_after_first = ckpt["global_step"]
     assert steps_after_first > 0
 
-    second = run_spktrain(tmp_path, "resume", "qdf_qm9_smoke", *TINY, "trainer.max_epochs=2", timeout=300)
+    second = run_spktrain(tmp_path, "resume", "qdf_qm9_smoke", *TINY_QDF, "trainer.max_epochs=2", timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Resuming from checkpoint" in second.stdout + second.stderr
     ckpt = torch.load(last, weights_only=False)
