@@ -157,7 +157,7 @@ def parse_variant(text: str) -> Tuple[str, Tuple[str, List[str]]]:
 def main(argv: List[str] = None) -> Dict[str, object]:
     from schnetpack_ext.datasets import qm9pack_atoms
 
-    from .models import model_from_experiment, neighbor_cutoff
+    from .models import experiment_config, model_from_experiment, neighbor_cutoff
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--molecules", type=int, default=256, help="QM9 <= 14-atom molecules (random, fixed seed)")
@@ -180,6 +180,11 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     unknown = [n for n in names if n not in experiments]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {list(experiments)} or add --variant")
+    for name in names:  # a mistyped override fails here, before any timing
+        try:
+            experiment_config(*experiments[name])
+        except Exception as err:  # noqa: BLE001 - Hydra raises several types for bad overrides
+            parser.error(f"{name}: {type(err).__name__}: {str(err).splitlines()[0]}")
 
     rng = np.random.default_rng(1729)
     if args.db:

@@ -122,6 +122,8 @@ def test_throughput_runs_variants_beside_schnet(tmp_path):
     assert throughput.parse_variant("QDF D8=qdf_qm9_relu:a=1, b=2") == ("QDF D8", ("qdf_qm9_relu", ["a=1", "b=2"]))
     with pytest.raises(ValueError, match="NAME=EXPERIMENT"):
         throughput.parse_variant("qdf_qm9_relu")
+    with pytest.raises(SystemExit):  # a bad override is an argparse error, before any timing
+        throughput.main(["--models", "", "--variant", "bad=qdf_qm9_relu:model.representation.no_such_key=1"])
     out = tmp_path / "throughput.json"
     results = throughput.main([
         "--molecules", "6", "--batch-size", "3", "--inference-batch-sizes", "3", "--models", "SchNet",
