@@ -52,7 +52,7 @@ class QDFCalculator(Calculator):
             :class:`ase_qdf.predict.QDFEngine`).
         lebedev_order: evaluate on a finer Lebedev grid than the model's own
             (None): 17 makes the shipped model's energy far less orientation
-            dependent (6 meV instead of 25 meV mean) at 2.2× the cost; advised for
+            dependent (7 meV instead of 28 meV mean) at 2.2× the cost; advised for
             geometry optimisation and MD (``docs/model_card.md``).
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
     """

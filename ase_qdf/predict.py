@@ -225,7 +225,7 @@ class QDFEngine:
         lebedev_order: evaluate on a Lebedev grid of this angular order instead
             of the model's own (None). A higher order shrinks the orientation
             dependence of a ReLU model at a proportional cost (the shipped model:
-            25 meV mean at its order 11, 6 meV at 17; ``docs/model_card.md``).
+            28 meV mean at its order 11, 7 meV at 17; ``docs/model_card.md``).
             A module passed as ``model`` is copied, not changed.
     """
 
