@@ -193,17 +193,17 @@ def _screen(args) -> int:
     done, n_ok = _read_existing(args.output)
     new_file = not os.path.exists(args.output) or os.path.getsize(args.output) == 0
     try:
-        mismatch = _check_resume_settings(args.output, _screen_settings(engine, args), has_rows=bool(done))
-    except (OSError, ValueError) as err:
-        print(f"qdf screen: cannot record the settings beside the output: {_one_line(err)}", file=sys.stderr)
-        return 2
-    if mismatch:
-        print(f"qdf screen: {mismatch}", file=sys.stderr)
-        return 2
-    try:
         out = open(args.output, "a", newline="")
     except OSError as err:
         print(f"qdf screen: cannot write the output: {_one_line(err)}", file=sys.stderr)
+        return 2
+    try:  # before anything is appended
+        mismatch = _check_resume_settings(args.output, _screen_settings(engine, args), has_rows=bool(done))
+    except (OSError, ValueError) as err:
+        mismatch = f"cannot record the settings beside the output: {_one_line(err)}"
+    if mismatch:
+        out.close()
+        print(f"qdf screen: {mismatch}", file=sys.stderr)
         return 2
     writer = csv.writer(out, lineterminator="\n")
     if new_file:
