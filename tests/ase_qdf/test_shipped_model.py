@@ -16,7 +16,8 @@ def test_shipped_model_loads_with_its_registered_checksum():
     model = model_io.load_default_model()
     assert model.qdf_sha256 == entry["sha256"] == model_io.file_sha256(model_io.default_model_path())
     # it was trained: the card's provenance travels in the file
-    assert model.qdf_metadata["experiment"] == "qdf_qm9_relu"
+    assert model.qdf_metadata["experiment"] == "qdf_qm9_relu_finetune"
+    assert model.qdf_metadata["init_from"] == "docs/benchmarks/training_qdf_relu_bf16/qdf_qm9_epoch61.pt"
 
 
 def test_shipped_model_predicts_unseen_qm9_molecules():
