@@ -138,18 +138,13 @@ def _read_existing(path: str) -> Tuple[Set[Tuple[str, str]], int]:
     return done, n_ok
 
 
-def _screen_settings(engine, args) -> Dict[str, Any]:
+def _screen_settings(engine) -> Dict[str, Any]:
     """What decides the numbers in a screening CSV: rows of one file must share it."""
-    from ase_qdf.model_io import weights_sha256
-
-    model = engine.model
-    sha = getattr(model, "qdf_sha256", None) or weights_sha256(
-        {k: v.detach().float().cpu() for k, v in model.state_dict().items()})
     return {
-        "model_sha256": sha,
+        "model_sha256": engine.model.qdf_sha256,  # the CLI loads models from files only
         "dtype": str(engine.dtype).replace("torch.", ""),
-        "precision": args.precision or "as the model file says",
-        "lebedev_order": model.representation.hyperparameters.get("lebedev_order"),
+        "precision": engine.precision or "as the model file says",
+        "lebedev_order": engine.model.representation.hyperparameters.get("lebedev_order"),
     }
 
 
@@ -168,10 +163,9 @@ def _check_resume_settings(path: str, settings: Dict[str, Any], has_rows: bool) 
             return (f"{path} was started with other settings ({'; '.join(changed)}); "
                     f"write to a new output file, or delete {path} and {record} to start over")
         return None
-    if not has_rows or not os.path.exists(record):
-        with open(record, "w") as f:
-            json.dump(settings, f, indent=1)
-            f.write("\n")
+    with open(record, "w") as f:
+        json.dump(settings, f, indent=1)
+        f.write("\n")
     return None
 
 
@@ -198,7 +192,7 @@ def _screen(args) -> int:
         print(f"qdf screen: cannot write the output: {_one_line(err)}", file=sys.stderr)
         return 2
     try:  # before anything is appended
-        mismatch = _check_resume_settings(args.output, _screen_settings(engine, args), has_rows=bool(done))
+        mismatch = _check_resume_settings(args.output, _screen_settings(engine), has_rows=bool(done))
     except (OSError, ValueError) as err:
         mismatch = f"cannot record the settings beside the output: {_one_line(err)}"
     if mismatch:

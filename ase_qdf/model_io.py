@@ -27,7 +27,7 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -291,6 +291,10 @@ def model_config(model: nn.Module) -> Dict[str, Any]:
     return validate_config(json.loads(json.dumps(config)))
 
 
+#: the parts of a QDF model, in the order of :func:`_canonical_parts`
+PART_NAMES = ("representation", "atomwise", "hk", "offsets")
+
+
 def _canonical_parts(model: nn.Module):
     outputs = list(model.output_modules)
     return (
@@ -310,21 +314,35 @@ def as_qdf_model(model: nn.Module) -> spk.model.NeuralNetworkPotential:
     """
     if getattr(model, "qdf_config", None) is not None:
         return model
-    config = model_config(model)
-    new = build_qdf_model(config)
-    src, dst = _canonical_parts(model), _canonical_parts(new)
-    for name, s, d in zip(("representation", "atomwise", "hk", "offsets"), src, dst):
-        if (s is None) != (d is None):
-            raise ModelFileError(f"cannot map the {name} module onto the QDF model")
-        if s is not None:
-            target = d.state_dict()
-            state = {k: v.detach().to("cpu") for k, v in s.state_dict().items()}
-            for key, value in state.items():
-                # SchNetPack stores a scalar mean after initialize_transforms, shape [1] before
-                if key in target and value.numel() == target[key].numel() == 1:
-                    state[key] = value.reshape(target[key].shape)
-            d.load_state_dict(state, strict=True)
+    new = build_qdf_model(model_config(model))
+    _copy_canonical_weights(model, new, PART_NAMES)
     return new
+
+
+def _copy_canonical_weights(source: nn.Module, target: nn.Module, parts: Sequence[str]) -> None:
+    """Copy the named canonical parts (see ``PART_NAMES``) strictly, module by module.
+
+    Module by module because the same QDF model may order its output modules and
+    postprocessors differently (built here or by ``spktrain``).
+    """
+    pairs = zip(PART_NAMES, _canonical_parts(source), _canonical_parts(target))
+    for name, src, dst in pairs:
+        if name not in parts:
+            continue
+        if (src is None) != (dst is None):
+            raise ModelFileError(f"cannot map the {name} module onto the QDF model")
+        if src is None:
+            continue
+        wanted = dst.state_dict()
+        state = {k: v.detach().to("cpu") for k, v in src.state_dict().items()}
+        for key, value in state.items():
+            # SchNetPack stores a scalar mean after initialize_transforms, shape [1] before
+            if key in wanted and value.numel() == wanted[key].numel() == 1:
+                state[key] = value.reshape(wanted[key].shape)
+        try:
+            dst.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ModelFileError(f"the {name} weights do not fit the model: {_first_line(err)}") from None
 
 
 # --------------------------------------------------------------------------- hashing
@@ -584,14 +602,10 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
         raise ModelFileError(f"{path}: cannot initialise this model from it: " + "; ".join(differences))
     source = build_qdf_model(source_config)
     source.load_state_dict(payload["state_dict"], strict=True)
-    parts = zip(("representation", "atomwise", "hk"), _canonical_parts(source)[:3], _canonical_parts(model)[:3])
-    for name, src, dst in parts:
-        if src is None:
-            continue
-        try:
-            dst.load_state_dict(src.state_dict(), strict=True)
-        except RuntimeError as err:
-            raise ModelFileError(f"{path}: the {name} weights do not fit the model: {_first_line(err)}") from None
+    try:
+        _copy_canonical_weights(source, model, ("representation", "atomwise", "hk"))
+    except ModelFileError as err:
+        raise ModelFileError(f"{path}: {err}") from None
     return model
 
 

@@ -11,10 +11,10 @@ References:
     .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
 """
 
-import os
 from typing import Dict, Optional
 
 import torch
+from hydra.utils import to_absolute_path
 
 from schnetpack.task import UnsupervisedModelOutput
 
@@ -69,21 +69,6 @@ class HKPotentialOutput(UnsupervisedModelOutput):
             metric(pred[self.name].detach(), pred[self.target_property].detach())
 
 
-def _original_cwd_path(path: str) -> str:
-    """``path`` relative to where ``spktrain`` started (Hydra may have changed directory)."""
-    if os.path.isabs(path):
-        return path
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import to_absolute_path
-
-        if HydraConfig.initialized():
-            return to_absolute_path(path)
-    except ImportError:  # hydra is optional outside spktrain
-        pass
-    return os.path.abspath(path)
-
-
 class QDFTask(TrustedAtomisticTask):
     """:class:`schnetpack.AtomisticTask` with the QDF Hohenberg-Kohn training modes.
 
@@ -103,7 +88,8 @@ class QDFTask(TrustedAtomisticTask):
         super().__init__(*args, **kwargs)
         self.hk_mode = hk_mode
         self.automatic_optimization = hk_mode != "alternating"
-        self.init_from = _original_cwd_path(init_from) if init_from else None
+        # relative to where spktrain started: Hydra changes into the run directory
+        self.init_from = to_absolute_path(init_from) if init_from else None
 
     def setup(self, stage=None):
         super().setup(stage)

@@ -175,8 +175,9 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     experiments = dict(EXPERIMENTS)
     names = args.models.split(",") if args.models else []
     for text in args.variant:
-        experiments.update([parse_variant(text)])
-        names.append(parse_variant(text)[0])
+        name, spec = parse_variant(text)
+        experiments[name] = spec
+        names.append(name)
     unknown = [n for n in names if n not in experiments]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {list(experiments)} or add --variant")
