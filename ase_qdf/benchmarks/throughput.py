@@ -175,7 +175,10 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     experiments = dict(EXPERIMENTS)
     names = args.models.split(",") if args.models else []
     for text in args.variant:
-        name, spec = parse_variant(text)
+        try:
+            name, spec = parse_variant(text)
+        except ValueError as err:
+            parser.error(str(err))
         experiments[name] = spec
         names.append(name)
     unknown = [n for n in names if n not in experiments]
