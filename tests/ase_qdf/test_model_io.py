@@ -265,9 +265,30 @@ def test_load_weights_into_copies_weights_but_not_offsets(model_path):
 @pytest.mark.parametrize("change, named", [
     ({"activation": "relu"}, "representation.activation: 'silu' in the file, 'relu' in the model"),
     ({"n_atom_basis": 8}, "representation.n_atom_basis: 16 in the file, 8 in the model"),
+    # changes the predictions with the same weights: never silently copied
+    ({"orbital_scale": 30.0}, "representation.orbital_scale: 1.0 in the file, 30.0 in the model"),
 ])
 def test_load_weights_into_names_architecture_differences(model_path, change, named):
     target = build_qdf_model(default_config({**TINY_REP, **change}, TINY_HK))
     with pytest.raises(ModelFileError, match="cannot initialise this model") as err:
         model_io.load_weights_into(target, model_path)
     assert named in str(err.value)
+
+
+def test_orbital_scale_is_saved_and_changes_the_energy(tmp_path):
+    scaled = build_qdf_model(default_config({**TINY_REP, "orbital_scale": 30.0}, TINY_HK))
+    scaled.load_state_dict(tiny_model().state_dict())
+    path = tmp_path / "scaled.pt"
+    save_qdf_model(scaled, path)
+    loaded = load_qdf_model(path)
+    assert loaded.qdf_config["representation"]["orbital_scale"] == 30.0
+    e_scaled = predict_energies(MOLS, model=loaded, dtype="float64")
+    np.testing.assert_allclose(e_scaled, predict_energies(MOLS, model=scaled, dtype="float64"), rtol=0, atol=1e-8)
+    # the same weights without the scale predict something else
+    assert np.abs(e_scaled - predict_energies(MOLS, model=tiny_model(), dtype="float64")).max() > 1e-3
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_orbital_scale_must_be_positive(bad):
+    with pytest.raises(ValueError, match="orbital_scale"):
+        QDF(n_atom_basis=8, orbital_scale=bad)

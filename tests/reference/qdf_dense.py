@@ -25,7 +25,8 @@ def paper_offsets():
     return np.array(pts, dtype=float)
 
 
-def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weights=None):
+def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weights=None,
+              orbital_scale=1.0):
     """Return per-atom features, density, external potential and grid points.
 
     Args:
@@ -35,6 +36,7 @@ def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weig
         coefficients: (n_types, D).
         layers: list of (W, b) of the ReLU functional MLP, W of shape (D_out, D_in).
         offsets, weights: grid per atom (paper grid and unit weights by default).
+        orbital_scale: factor on psi at the input of the functional (not in the density).
     """
     numbers = np.asarray(numbers)
     positions = np.asarray(positions, dtype=float)
@@ -60,7 +62,7 @@ def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weig
     D = C.shape[1]
     psi = psi * np.sqrt(n_electrons / D / (w[:, None] * psi**2).sum(0))
 
-    h = psi
+    h = orbital_scale * psi
     for W, b in layers:
         h = np.maximum(h @ W.T + b, 0.0)
     features = np.zeros((len(numbers), D))

@@ -37,11 +37,12 @@ def energy(model, atoms, cutoff):
 
 
 @pytest.mark.parametrize("grad", [True, False], ids=["autograd", "inference"])
-@pytest.mark.parametrize("name", ["H2O", "HCN", "CH3COF"])
-def test_fast_path_matches_dense_reference_on_paper_grid(name, grad):
+@pytest.mark.parametrize("name,orbital_scale", [("H2O", 1.0), ("HCN", 1.0), ("CH3COF", 1.0), ("CH3COF", 30.0)])
+def test_fast_path_matches_dense_reference_on_paper_grid(name, orbital_scale, grad):
     # without autograd the basis and the functional are computed in place (inference path)
     torch.manual_seed(3)
-    rep = QDF(n_atom_basis=16, grid="paper", activation="relu", basis_cutoff=40.0, zeta_min=0.0)
+    rep = QDF(n_atom_basis=16, grid="paper", activation="relu", basis_cutoff=40.0, zeta_min=0.0,
+              orbital_scale=orbital_scale)
     with torch.no_grad():
         rep.zeta_raw.add_(0.3 * torch.randn_like(rep.zeta_raw))
     rep = rep.double()
@@ -54,7 +55,7 @@ def test_fast_path_matches_dense_reference_on_paper_grid(name, grad):
     layers = [(l.weight.detach().numpy(), l.bias.detach().numpy()) for l in rep.functional]
     features, density, potential, grid = qdf_dense(
         atoms.numbers, atoms.positions, rep.zeta.detach().numpy(),
-        rep.coefficients.detach().numpy(), layers,
+        rep.coefficients.detach().numpy(), layers, orbital_scale=orbital_scale,
     )
     fast = out["scalar_representation"].detach().numpy()
     assert fast.shape == features.shape
