@@ -133,15 +133,35 @@ def inference_throughput(
     batch_size: int = 32,
     device: str = "cpu",
 ) -> float:
-    """Molecules per second from ``Atoms`` to energies (back on the host), preprocessing included."""
+    """Molecules per second from ``Atoms`` to energies (back on the host), preprocessing included.
+
+    A QDF model runs through :class:`ase_qdf.predict.QDFEngine`, the code path of the
+    calculator, ``predict_energies`` and ``qdf screen`` (energy only: no HK fields, no
+    HK head); SchNet and PaiNN through SchNetPack's ``AtomsConverter`` and their model.
+    """
+    from schnetpack_ext.representation import QDF
+
     device = torch.device(device)
     model = model.float().eval().to(device)
-    converter = _converter(cutoff, device)
-    with torch.no_grad():
-        model(converter(list(molecules[:batch_size])))  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(molecules), batch_size):
-            model(converter(list(molecules[i : i + batch_size])))[energy_key].cpu().numpy()
+    if isinstance(getattr(model, "representation", None), QDF):
+        from ase_qdf.model_io import as_qdf_model
+        from ase_qdf.predict import QDFEngine
+
+        engine = QDFEngine(as_qdf_model(model), device=device, dtype="float32")
+
+        def energies(batch):
+            return [r["energy"] for r in engine.evaluate(batch)]
+    else:
+        converter = _converter(cutoff, device)
+
+        def energies(batch):
+            with torch.no_grad():
+                return model(converter(batch))[energy_key].cpu().numpy()
+
+    energies(list(molecules[:batch_size]))  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(molecules), batch_size):
+        energies(list(molecules[i : i + batch_size]))
     return len(molecules) / (time.perf_counter() - start)
 
 

@@ -36,7 +36,7 @@ import schnetpack.nn as snn
 from schnetpack_ext.nn.grids import build_grid, lebedev_rule_of_order
 from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_tables
 
-__all__ = ["QDF", "smooth_switch", "autocast_bf16"]
+__all__ = ["QDF", "MoleculeLayout", "smooth_switch", "autocast_bf16"]
 
 #: keys of the grid fields written into the inputs (one row per grid point)
 density_key = "density"
@@ -78,6 +78,36 @@ def smooth_switch(d: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
     """
     x = ((d - (cutoff - width)) / width).clamp(0.0, 1.0)
     return 0.5 * (1.0 + torch.cos(math.pi * x))
+
+
+class MoleculeLayout:
+    """Atoms of a block (contiguous, ordered by molecule) padded to one row per molecule.
+
+    Per-molecule products (the Gram matrices, the first functional layer with its
+    per-molecule matrix) then run as one batched product over molecules instead of
+    one tiny product per atom with a per-atom copy of the molecule's matrix.
+
+    Args:
+        idx_m: (n,) molecule index of the block's atoms, non-decreasing.
+    """
+
+    def __init__(self, idx_m: torch.Tensor):
+        self.first = int(idx_m[0])
+        self.molecule = idx_m - self.first  # molecule within the block
+        counts = torch.bincount(self.molecule)
+        self.n_molecules = counts.shape[0]
+        self.max_atoms = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        self.slot = torch.arange(idx_m.shape[0], device=idx_m.device) - starts[self.molecule]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, ...) -> (n_molecules, max_atoms, ...), zeros in the padding."""
+        out = x.new_zeros(self.n_molecules, self.max_atoms, *x.shape[1:])
+        return out.index_put((self.molecule, self.slot), x)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """(n_molecules, max_atoms, ...) -> (n, ...)."""
+        return x[self.molecule, self.slot]
 
 
 class QDF(nn.Module):
@@ -359,7 +389,8 @@ class QDF(nn.Module):
         _, phi = self.pair_basis(r_ij, rows_j)
         return self._typed_basis(phi, rows_j, local_i, inv_norm_pairs, n_local)
 
-    def _pooled_functional(self, basis_by_type, projected, bias, mixed_precision: Optional[str] = None) -> torch.Tensor:
+    def _pooled_functional(self, basis_by_type, projected, bias, mixed_precision: Optional[str] = None,
+                           layout: Optional[MoleculeLayout] = None) -> torch.Tensor:
         """Energy functional on the grids of some atoms, pooled per atom.
 
         Without autograd (inference) the bias and the activations are applied in
@@ -367,17 +398,27 @@ class QDF(nn.Module):
         values are the same.
 
         Args:
-            basis_by_type: (n, n_points, n_types).
-            projected: (n_types, D) for one molecule or (n, n_types, D) per atom:
-                the molecule's coefficients through the first functional layer.
+            basis_by_type: (n, n_points, n_types), or
+                (n_molecules, max_atoms, n_points, n_types) padded by ``layout``.
+            projected: (n_types, D) for one molecule, (n, n_types, D) per atom, or
+                (n_molecules, n_types, D) with ``layout``: the molecules'
+                coefficients through the first functional layer.
             bias: bias of the first functional layer.
             mixed_precision: bfloat16 autocast mode of layers 2.. (default:
                 :attr:`mixed_precision`).
+            layout: the padding of ``basis_by_type`` (None: unpadded).
         """
         mode = self.mixed_precision if mixed_precision is None else mixed_precision
         first, rest = self.functional[0], self.functional[1:]
         in_place = not torch.is_grad_enabled()
-        hidden = torch.matmul(basis_by_type, projected)
+        if layout is None:
+            hidden = torch.matmul(basis_by_type, projected)
+        else:
+            # one (max_atoms * n_points, T) x (T, D) product per molecule, then
+            # back to one row block per atom (the padding is dropped here)
+            n_mol, max_atoms, n_points, n_types = basis_by_type.shape
+            hidden = torch.bmm(basis_by_type.view(n_mol, max_atoms * n_points, n_types), projected)
+            hidden = layout.unpad(hidden.view(n_mol, max_atoms, n_points, -1))
         hidden = _activate(first, hidden.add_(bias) if in_place else hidden + bias, in_place)
         with autocast_bf16(mode, self.training, hidden.device):
             for layer in rest:
@@ -473,9 +514,24 @@ class QDF(nn.Module):
         # per-molecule Gram matrix sum_g w B B^T (T x T), so the D-dimensional
         # orbitals are never built before the first functional layer.
         gram_molecule = r_ij.new_zeros(n_molecules, n_types, n_types, dtype=torch.float64)
-        for typed, (a0, a1, _, _) in zip(typed_blocks, blocks):
-            gram = torch.bmm((typed * weights[None, :, None]).transpose(1, 2), typed)  # (n, T, T)
-            gram_molecule.index_add_(0, idx_m[a0:a1], gram.double())  # float64 sums
+        # Several molecules on a coarse grid (n_points <= T): the typed basis padded
+        # per molecule (MoleculeLayout), so that the Gram matrices and the first
+        # layer are a few large products per molecule instead of tiny ones per atom
+        # (~15 % faster at 14 points). On finer grids the per-atom products win:
+        # the padded layout copies (n, n_points, D) values, the per-atom one (n, T, D).
+        padded_layout = n_molecules > 1 and n_points <= n_types
+        layouts = [MoleculeLayout(idx_m[a0:a1]) if padded_layout else None for a0, a1, _, _ in blocks]
+        typed_blocks = [typed if layout is None else layout.pad(typed)
+                        for typed, layout in zip(typed_blocks, layouts)]
+        for typed, layout, (a0, a1, _, _) in zip(typed_blocks, layouts, blocks):
+            if layout is None:
+                gram = torch.bmm((typed * weights[None, :, None]).transpose(1, 2), typed)  # (n, T, T)
+                gram_molecule.index_add_(0, idx_m[a0:a1], gram.double())  # float64 sums
+            else:
+                rows = typed.view(layout.n_molecules, -1, n_types)
+                row_weights = weights.repeat(layout.max_atoms)
+                gram = torch.bmm((rows * row_weights[None, :, None]).transpose(1, 2), rows)  # (m, T, T)
+                gram_molecule[layout.first:layout.first + layout.n_molecules] += gram.double()
         coefficients = self.coefficients.double()
         norm2_orbitals = (torch.matmul(gram_molecule, coefficients) * coefficients).sum(1)
         n_electrons = norm2_orbitals.new_zeros(n_molecules)
@@ -491,16 +547,20 @@ class QDF(nn.Module):
         if self.orbital_scale != 1.0:
             projected = projected * self.orbital_scale
         pooled = []
-        for typed, (a0, a1, _, _) in zip(typed_blocks, blocks):
-            per_atom = projected[0] if n_molecules == 1 else projected[idx_m[a0:a1]]
-            pooled.append(run(self._pooled_functional, typed, per_atom, first.bias, mixed_precision))
+        for typed, layout, (a0, a1, _, _) in zip(typed_blocks, layouts, blocks):
+            if layout is not None:
+                per_atom = projected[layout.first:layout.first + layout.n_molecules]
+            else:
+                per_atom = projected[0] if n_molecules == 1 else projected[idx_m[a0:a1]]
+            pooled.append(run(self._pooled_functional, typed, per_atom, first.bias, mixed_precision, layout))
         inputs["scalar_representation"] = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
 
         if compute_hk_fields:
             # rho = sum_k psi_k^2 = B^T (C_m C_m^T) B per grid point
             density_matrix = torch.matmul(molecule_coefficients, molecule_coefficients.transpose(1, 2))
             density = []
-            for typed, (a0, a1, _, _) in zip(typed_blocks, blocks):
+            for typed, layout, (a0, a1, _, _) in zip(typed_blocks, layouts, blocks):
+                typed = typed if layout is None else layout.unpad(typed)
                 per_atom = density_matrix[0] if n_molecules == 1 else density_matrix[idx_m[a0:a1]]
                 density.append((torch.matmul(typed, per_atom) * typed).sum(-1))
             inputs[density_key] = torch.cat(density).reshape(-1)

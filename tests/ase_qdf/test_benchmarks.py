@@ -136,3 +136,27 @@ def test_throughput_runs_variants_beside_schnet(tmp_path):
     assert tiny["parameters"] < 20_000  # the overrides reached the model (D = 250 has 392,562)
     assert tiny["train_mol_per_s"] > 0 and tiny["inference_mol_per_s_bs3"] > 0
     assert tiny["train_ratio_vs_schnet"] == pytest.approx(tiny["train_mol_per_s"] / rows["SchNet"]["train_mol_per_s"])
+
+
+def test_throughput_times_qdf_inference_through_the_engine_without_the_hk_head(monkeypatch):
+    # the benchmark must time what users run: QDFEngine, energy only
+    from ase.build import molecule
+
+    from schnetpack_ext.atomistic import HKPotential
+    from ase_qdf.benchmarks import throughput
+    from ase_qdf.benchmarks.models import model_from_experiment
+    from ase_qdf.predict import QDFEngine
+
+    calls = []
+    original = QDFEngine.evaluate
+    monkeypatch.setattr(QDFEngine, "evaluate", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+
+    def no_hk(self, inputs):
+        raise AssertionError("the HK head ran at inference")
+
+    monkeypatch.setattr(HKPotential, "forward", no_hk)
+    model = model_from_experiment("qdf_qm9_relu", ["model.representation.n_atom_basis=8",
+                                                   "model.output_modules.1.n_hidden=8"])
+    molecules = [molecule(name) for name in ("H2O", "CH4", "HCN", "C2H6")]
+    assert throughput.inference_throughput(model, molecules, cutoff=4.75, batch_size=2) > 0
+    assert len(calls) == 3  # warm-up + two batches

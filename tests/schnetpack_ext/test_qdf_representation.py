@@ -143,14 +143,23 @@ def test_forces_match_finite_differences_and_have_no_net_force_or_torque():
     np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-9)
 
 
-def test_batch_of_different_molecules_equals_single_molecules():
+#: grids on which the batch takes either path of QDF.forward: 100 points per atom
+#: (more than the 60 orbital types: per-atom products) or 14 (per-molecule padded)
+GRID_PATHS = {"per-atom": {}, "padded": {"n_radial": 1, "lebedev_order": 5, "orbital_scale": 30.0}}
+
+
+@pytest.mark.parametrize("grid", GRID_PATHS)
+def test_batch_of_different_molecules_equals_single_molecules(grid):
     torch.manual_seed(4)
-    rep = QDF(n_atom_basis=16)
+    rep = QDF(n_atom_basis=16, **GRID_PATHS[grid])
     model = build_model(rep)
     mols = [molecule("H2O"), molecule("CH3CH2OH"), molecule("HCN")]
     batched = model(converter(rep.cutoff)(mols))["energy"].detach().numpy()
     single = np.array([energy(model, m, rep.cutoff)[0] for m in mols])
     np.testing.assert_allclose(batched, single, rtol=1e-10)
+    with torch.inference_mode():  # the in-place inference path too
+        inference = model(converter(rep.cutoff)(mols))["energy"].numpy()
+    np.testing.assert_allclose(inference, single, rtol=1e-10)
 
 
 def test_hk_map_outputs_one_value_per_grid_point():
@@ -168,13 +177,15 @@ def test_hk_map_outputs_one_value_per_grid_point():
     assert (out["hk_potential_target"] < 0).all()
 
 
-def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields():
+@pytest.mark.parametrize("grid", GRID_PATHS)
+def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid):
+    # blocks of 4 atoms split molecules: a molecule's Gram matrix adds up over blocks
     torch.manual_seed(5)
-    atoms_list = [molecule("CH3CH2OH"), molecule("HCN")]
+    atoms_list = [molecule("CH3CH2OH"), molecule("HCN"), molecule("H2O")]
     results = []
     for chunk_size in (None, 4):
         torch.manual_seed(5)
-        rep = QDF(n_atom_basis=16, chunk_size=chunk_size)
+        rep = QDF(n_atom_basis=16, chunk_size=chunk_size, **GRID_PATHS[grid])
         model = build_model(rep, forces=True)
         out = model(converter(rep.cutoff)(atoms_list))
         inputs = spk.atomistic.PairwiseDistances()(converter(rep.cutoff)(atoms_list))
