@@ -280,7 +280,7 @@ def _info(args) -> int:
             card = card_path.read_text() if card_path.is_file() else None
             model = model_io.load_default_model()
         else:
-            model = model_io.load_qdf_model(path)
+            model = model_io.load_model_file_or_name(path)
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf info: {err}", file=sys.stderr)
         return 1
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="molecule files or glob patterns (any ASE format)")
     s.add_argument("-o", "--output", required=True, metavar="OUT.csv",
                    help="CSV output; an existing file is resumed (finished rows are skipped)")
-    s.add_argument("--model", help="ase-qdf model file (default: $QDF_MODEL, then the shipped model)")
+    s.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9_fast (default: $QDF_MODEL, then the shipped default model)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     s.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     i = sub.add_parser("info", help="show the model's config, metadata and SHA-256")
-    i.add_argument("--model", help="ase-qdf model file (default: $QDF_MODEL, then the shipped model)")
+    i.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9_fast (default: $QDF_MODEL, then the shipped default model)")
 
     e = sub.add_parser("export", help="convert a SchNetPack best_model/checkpoint (pickle) to an ase-qdf file")
     e.add_argument("best_model")
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile along the line through atoms I and J (0-based) instead of a cube")
     d.add_argument("--extend", type=float, default=1.0, help="with --line: continue this far beyond I and J (Å)")
     d.add_argument("--n-points", type=int, default=200, help="with --line: number of samples")
-    d.add_argument("--model", help="ase-qdf model file (default: $QDF_MODEL, then the shipped model)")
+    d.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9_fast (default: $QDF_MODEL, then the shipped default model)")
     d.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
 
     sub.add_parser("benchmark", help="benchmarks (ase_qdf.benchmarks), arguments passed through", add_help=False)

@@ -27,7 +27,7 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -50,9 +50,11 @@ __all__ = [
     "default_model_path",
     "export_spk_model",
     "file_sha256",
+    "load_model_file_or_name",
     "load_qdf_model",
     "load_weights_into",
     "model_config",
+    "registered_names",
     "models_dir",
     "read_model_file",
     "register_model",
@@ -711,6 +713,24 @@ def registry_entry(name: Optional[str] = None) -> Dict[str, Any]:
         if entry.get("name") == name:
             return entry
     return {"name": name, "file": f"{name}.pt", "sha256": None}
+
+
+def registered_names() -> List[str]:
+    """Names of the models shipped inside the package (``registry.json``), default first."""
+    reg = _read_registry()
+    names = [e["name"] for e in reg.get("models", []) if e.get("name")]
+    default = reg.get("default")
+    return sorted(names, key=lambda n: n != default)
+
+
+def load_model_file_or_name(model: PathLike, device="cpu", dtype=torch.float32):
+    """Load a model file, or a shipped model by its registered name (e.g. ``"qdf_qm9_fast"``).
+
+    An existing file of that name wins over a registered name.
+    """
+    if not Path(model).exists() and str(model) in registered_names():
+        return load_default_model(device=device, dtype=dtype, name=str(model))
+    return load_qdf_model(model, device=device, dtype=dtype)
 
 
 def default_model_path(name: Optional[str] = None) -> Path:

@@ -31,7 +31,7 @@ from ase_qdf.model_io import (
     _find,
     as_qdf_model,
     load_default_model,
-    load_qdf_model,
+    load_model_file_or_name,
     per_atom_key,
     prepare_model,
     resolve_device,
@@ -126,9 +126,11 @@ def _module_state(model: nn.Module):
 
 
 def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn.Module:
-    """Path / module / None -> factory model on ``device`` in ``dtype``.
+    """Path / registered name / module / None -> factory model on ``device`` in ``dtype``.
 
-    None means ``$QDF_MODEL`` if set, else the shipped default model.
+    None means ``$QDF_MODEL`` if set, else the shipped default model. A string that
+    is no existing file but the name of a shipped model (``qdf_qm9``,
+    ``qdf_qm9_fast``; :func:`ase_qdf.model_io.registered_names`) loads that model.
 
     A module that is already on the right device and dtype is used as is
     (not copied); otherwise a copy is converted, the caller's module is untouched.
@@ -141,7 +143,7 @@ def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn
     if model is None:
         return load_default_model(device=dev, dtype=dt)
     if isinstance(model, (str, os.PathLike)):
-        return load_qdf_model(model, device=dev, dtype=dt)
+        return load_model_file_or_name(model, device=dev, dtype=dt)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be None, a path or a torch module, got {type(model).__name__}")
     canonical = as_qdf_model(model)

@@ -292,3 +292,23 @@ def test_orbital_scale_is_saved_and_changes_the_energy(tmp_path):
 def test_orbital_scale_must_be_positive(bad):
     with pytest.raises(ValueError, match="orbital_scale"):
         QDF(n_atom_basis=8, orbital_scale=bad)
+
+
+def test_shipped_models_load_by_registered_name(tmp_path, monkeypatch, model_path):
+    import shutil
+
+    from ase_qdf.predict import resolve_model
+
+    monkeypatch.setattr(model_io, "models_dir", lambda: tmp_path)
+    shutil.copy(model_path, tmp_path / "qdf_qm9.pt")
+    save_qdf_model(tiny_model(seed=3), tmp_path / "qdf_other.pt")
+    model_io.register_model(tmp_path / "qdf_qm9.pt", directory=tmp_path)
+    other = model_io.register_model(tmp_path / "qdf_other.pt", name="qdf_other", directory=tmp_path,
+                                    make_default=False)
+    assert model_io.registered_names() == ["qdf_qm9", "qdf_other"]
+    by_name = resolve_model("qdf_other", device="cpu")
+    assert by_name.qdf_sha256 == other["sha256"]
+    assert resolve_model(None, device="cpu").qdf_sha256 == model_io.file_sha256(model_path)
+    # an unknown name is a missing file, named as such
+    with pytest.raises(FileNotFoundError):
+        resolve_model("qdf_nonexistent", device="cpu")
