@@ -6,7 +6,7 @@
     qdf info [--model PATH]
     qdf density INPUT -o OUT.cube [--spacing S] [--margin M] [--potential] [--index N] [--model PATH]
     qdf density INPUT --line I J -o OUT.png [--extend E] [--potential]   (also writes OUT.csv)
-    qdf export BEST_MODEL OUT.pt --trust-pickle [--meta KEY=VALUE ...] [--register NAME]
+    qdf export BEST_MODEL OUT.pt --trust-pickle [--meta KEY=VALUE ...] [--register NAME [--not-default]]
     qdf benchmark ...        (dispatches to ase_qdf.benchmarks.main when installed)
 
 The model defaults to ``$QDF_MODEL`` and then to the shipped model. ``qdf screen``
@@ -303,6 +303,9 @@ def _info(args) -> int:
 def _export(args) -> int:
     from ase_qdf import model_io
 
+    if args.not_default and not args.register:
+        print("qdf export: --not-default needs --register NAME", file=sys.stderr)
+        return 2
     meta = {}
     for item in args.meta or []:
         if "=" not in item:
@@ -321,7 +324,7 @@ def _export(args) -> int:
         return 1
     print(f"wrote {args.output}\nsha256 {sha}")
     if args.register:
-        entry = model_io.register_model(args.output, name=args.register)
+        entry = model_io.register_model(args.output, name=args.register, make_default=not args.not_default)
         print(f"registered {entry}")
     return 0
 
@@ -441,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate on a Lebedev grid of this angular order (default: as trained)")
     e.add_argument("--register", metavar="NAME",
                    help="record NAME, file and SHA-256 in registry.json (OUT.pt must be in ase_qdf/models)")
+    e.add_argument("--not-default", action="store_true",
+                   help="with --register: keep the current default model (load this one by NAME)")
 
     d = sub.add_parser("density", help="the model's electron density (or HK potential) as a cube file or a line plot")
     d.add_argument("input", metavar="INPUT", help="molecule file (any ASE format)")

@@ -244,3 +244,26 @@ def test_screen_resume_with_other_settings_is_refused(tmp_path, inputs, model_pa
     # the same settings resume as before
     assert _screen(inputs, out, model_path) == 0
     assert out.read_text() == full
+
+
+def test_export_registers_a_second_model_without_changing_the_default(tmp_path, model_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    monkeypatch.setattr(model_io, "models_dir", lambda: tmp_path)
+    shutil.copy(model_path, tmp_path / "qdf_qm9.pt")
+    model_io.register_model(tmp_path / "qdf_qm9.pt", directory=tmp_path)
+    best = tmp_path / "best_model"
+    torch.save(spk_training_model(), best)
+    second = tmp_path / "qdf_second.pt"
+    assert cli.main(["export", str(best), str(second), "--not-default"]) == 2  # needs --register
+    assert "--not-default needs --register" in capsys.readouterr().err
+    assert cli.main(["export", str(best), str(second), "--trust-pickle", "--register", "qdf_second",
+                     "--not-default"]) == 0
+    registry = json.loads((tmp_path / "registry.json").read_text())
+    assert registry["default"] == "qdf_qm9"
+    assert [e["name"] for e in registry["models"]] == ["qdf_qm9", "qdf_second"]
+    # qdf info by registered name
+    capsys.readouterr()
+    assert cli.main(["info", "--model", "qdf_second"]) == 0
+    assert model_io.file_sha256(second) in capsys.readouterr().out
