@@ -281,6 +281,9 @@ def _info(args) -> int:
             model = model_io.load_default_model()
         else:
             model = model_io.load_model_file_or_name(path)
+            if model.qdf_sha256 in {e.get("sha256") for e in model_io._read_registry().get("models", [])}:
+                card_path = model_io.models_dir() / "MODEL_CARD.md"  # one card for the shipped models
+                card = card_path.read_text() if card_path.is_file() else None
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf info: {err}", file=sys.stderr)
         return 1
