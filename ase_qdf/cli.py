@@ -270,23 +270,18 @@ def _info(args) -> int:
     from ase_qdf import model_io
 
     path = args.model
-    card = None
     try:
         if path is None:
             entry = model_io.registry_entry()
             print(f"shipped model: {entry['name']} ({model_io.models_dir() / entry['file']})")
             print(f"registered sha256: {entry.get('sha256')}")
-            card_path = model_io.models_dir() / "MODEL_CARD.md"
-            card = card_path.read_text() if card_path.is_file() else None
             model = model_io.load_default_model()
         else:
             model = model_io.load_model_file_or_name(path)
-            if model.qdf_sha256 in {e.get("sha256") for e in model_io._read_registry().get("models", [])}:
-                card_path = model_io.models_dir() / "MODEL_CARD.md"  # one card for the shipped models
-                card = card_path.read_text() if card_path.is_file() else None
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf info: {err}", file=sys.stderr)
         return 1
+    card = model_io.shipped_model_card(model)
     n_params = sum(p.numel() for p in model.parameters())
     print(json.dumps({
         "path": model.qdf_path,
@@ -419,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="molecule files or glob patterns (any ASE format)")
     s.add_argument("-o", "--output", required=True, metavar="OUT.csv",
                    help="CSV output; an existing file is resumed (finished rows are skipped)")
-    s.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9_fast (default: $QDF_MODEL, then the shipped default model)")
+    s.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9 (default: $QDF_MODEL, then the shipped default model)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     s.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -435,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     i = sub.add_parser("info", help="show the model's config, metadata and SHA-256")
-    i.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9_fast (default: $QDF_MODEL, then the shipped default model)")
+    i.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9 (default: $QDF_MODEL, then the shipped default model)")
 
     e = sub.add_parser("export", help="convert a SchNetPack best_model/checkpoint (pickle) to an ase-qdf file")
     e.add_argument("best_model")
@@ -462,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile along the line through atoms I and J (0-based) instead of a cube")
     d.add_argument("--extend", type=float, default=1.0, help="with --line: continue this far beyond I and J (Å)")
     d.add_argument("--n-points", type=int, default=200, help="with --line: number of samples")
-    d.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9_fast (default: $QDF_MODEL, then the shipped default model)")
+    d.add_argument("--model", help="ase-qdf model file or the name of a shipped model, e.g. qdf_qm9 (default: $QDF_MODEL, then the shipped default model)")
     d.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
 
     sub.add_parser("benchmark", help="benchmarks (ase_qdf.benchmarks), arguments passed through", add_help=False)

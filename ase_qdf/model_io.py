@@ -55,6 +55,7 @@ __all__ = [
     "load_weights_into",
     "model_config",
     "registered_names",
+    "shipped_model_card",
     "models_dir",
     "read_model_file",
     "register_model",
@@ -724,13 +725,22 @@ def registered_names() -> List[str]:
 
 
 def load_model_file_or_name(model: PathLike, device="cpu", dtype=torch.float32):
-    """Load a model file, or a shipped model by its registered name (e.g. ``"qdf_qm9_fast"``).
+    """Load a model file, or a shipped model by its registered name (e.g. ``"qdf_qm9"``).
 
     An existing file of that name wins over a registered name.
     """
     if not Path(model).exists() and str(model) in registered_names():
         return load_default_model(device=device, dtype=dtype, name=str(model))
     return load_qdf_model(model, device=device, dtype=dtype)
+
+
+def shipped_model_card(model: nn.Module) -> Optional[str]:
+    """The model card (``MODEL_CARD.md``) if ``model`` is one of the shipped models, else None."""
+    registered = {e.get("sha256") for e in _read_registry().get("models", [])}
+    card = models_dir() / "MODEL_CARD.md"
+    if getattr(model, "qdf_sha256", None) in registered and card.is_file():
+        return card.read_text()
+    return None
 
 
 def default_model_path(name: Optional[str] = None) -> Path:

@@ -129,8 +129,8 @@ def resolve_model(model: ModelLike = None, device="auto", dtype="float32") -> nn
     """Path / registered name / module / None -> factory model on ``device`` in ``dtype``.
 
     None means ``$QDF_MODEL`` if set, else the shipped default model. A string that
-    is no existing file but the name of a shipped model (``qdf_qm9``,
-    ``qdf_qm9_fast``; :func:`ase_qdf.model_io.registered_names`) loads that model.
+    is no existing file but the name of a shipped model (``qdf_qm9``;
+    :func:`ase_qdf.model_io.registered_names`) loads that model.
 
     A module that is already on the right device and dtype is used as is
     (not copied); otherwise a copy is converted, the caller's module is untouched.
