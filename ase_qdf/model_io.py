@@ -244,9 +244,15 @@ def _find(modules, cls):
     return found[0] if found else None
 
 
-def model_config(model: nn.Module) -> Dict[str, Any]:
-    """The config of a QDF NeuralNetworkPotential (built here or by ``spktrain``)."""
-    cfg = getattr(model, "qdf_config", None)
+def model_config(model: nn.Module, from_modules: bool = False) -> Dict[str, Any]:
+    """The config of a QDF NeuralNetworkPotential (built here or by ``spktrain``).
+
+    Args:
+        model: the model.
+        from_modules: read every setting from the modules, defaults included, even
+            when the model was built from a stored config (which may predate a setting).
+    """
+    cfg = None if from_modules else getattr(model, "qdf_config", None)
     if cfg is not None:
         return json.loads(json.dumps(cfg))
     rep = getattr(model, "representation", None)
@@ -589,7 +595,12 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
             from the model's (the differing settings are named).
     """
     payload = read_model_file(path, expected_sha256=expected_sha256)
-    source_config, target_config = payload["config"], model_config(model)
+    source = build_qdf_model(payload["config"])
+    source.load_state_dict(payload["state_dict"], strict=True)
+    # compare the settings of the built modules, not the stored config: a file written
+    # before a setting existed lacks it and means that setting's default
+    source_config = model_config(source, from_modules=True)
+    target_config = model_config(model, from_modules=True)
     differences = []
     for section in ("representation", "hk", "atomwise"):
         src, dst = source_config.get(section) or {}, target_config.get(section) or {}
@@ -603,8 +614,6 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
                 differences.append(f"{section}.{key}: {src.get(key)!r} in the file, {dst.get(key)!r} in the model")
     if differences:
         raise ModelFileError(f"{path}: cannot initialise this model from it: " + "; ".join(differences))
-    source = build_qdf_model(source_config)
-    source.load_state_dict(payload["state_dict"], strict=True)
     try:
         _copy_canonical_weights(source, model, ("representation", "atomwise", "hk"))
     except ModelFileError as err:

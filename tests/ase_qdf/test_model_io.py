@@ -312,3 +312,27 @@ def test_shipped_models_load_by_registered_name(tmp_path, monkeypatch, model_pat
     # an unknown name is a missing file, named as such
     with pytest.raises(FileNotFoundError):
         resolve_model("qdf_nonexistent", device="cpu")
+
+
+def test_a_file_older_than_a_setting_means_its_default(tmp_path, model_path):
+    # files written before `orbital_scale` existed (the shipped model's) lack the key
+    payload = torch.load(model_path, weights_only=True)
+    del payload["config"]["representation"]["orbital_scale"]
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    loaded = load_qdf_model(old)
+    assert loaded.representation.orbital_scale == 1.0
+    np.testing.assert_allclose(
+        predict_energies(MOLS, model=loaded, dtype="float64"),
+        predict_energies(MOLS, model=tiny_model(), dtype="float64"), rtol=0, atol=1e-9)
+    # fine-tuning from it: the missing key is the default, so it matches a default model
+    target = build_qdf_model(default_config(TINY_REP, TINY_HK))
+    model_io.load_weights_into(target, old)
+    source = tiny_model().state_dict()
+    for key, value in target.state_dict().items():
+        if not key.startswith("postprocessors"):
+            assert torch.equal(value, source[key]), key
+    # ... and still differs from a scaled one, named with the default's value
+    scaled = build_qdf_model(default_config({**TINY_REP, "orbital_scale": 30.0}, TINY_HK))
+    with pytest.raises(ModelFileError, match="orbital_scale: 1.0 in the file, 30.0 in the model"):
+        model_io.load_weights_into(scaled, old)
