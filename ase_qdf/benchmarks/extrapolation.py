@@ -95,19 +95,22 @@ def load_molecules(split: str, over15: int = -1):
 
 
 def model_energy_function(path: str, trust_pickle: bool = False, cutoff: Optional[float] = None,
-                          batch_size: int = 64) -> Callable[[Sequence], np.ndarray]:
+                          batch_size: int = 64, precision: Optional[str] = None) -> Callable[[Sequence], np.ndarray]:
     """A function molecules -> total energies (eV) for an ase-qdf file or a SchNetPack model.
 
     ase-qdf files (``*.pt``) go through :func:`ase_qdf.predict_energies` (the
-    calculator's code); anything else is taken for a pickled SchNetPack ``best_model``
-    and needs ``trust_pickle`` (unpickling runs code).
+    calculator's code), with ``precision`` as in :class:`ase_qdf.predict.QDFEngine`;
+    anything else is taken for a pickled SchNetPack ``best_model`` and needs
+    ``trust_pickle`` (unpickling runs code).
     """
     from ase_qdf import model_io
     from ase_qdf.predict import QDFEngine, predict_energies
 
     if str(path).endswith(".pt"):
-        engine = QDFEngine(path)
+        engine = QDFEngine(path, precision=precision)
         return lambda molecules: predict_energies(molecules, model=engine, batch_size=batch_size)
+    if precision is not None:
+        raise ValueError("precision applies to ase-qdf model files only")
     if not trust_pickle:
         raise model_io.UntrustedPickleError(
             f"{path} is a pickle (SchNetPack best_model): pass --trust-pickle for your own files only")
@@ -118,10 +121,12 @@ def model_energy_function(path: str, trust_pickle: bool = False, cutoff: Optiona
 
 
 def evaluate_model(label: str, path: str, out_dir: Path, splits: Sequence[str] = ("test",), over15: int = -1,
-                   trust_pickle: bool = False, budget: str = "", cutoff: Optional[float] = None) -> Dict:
+                   trust_pickle: bool = False, budget: str = "", cutoff: Optional[float] = None,
+                   precision: Optional[str] = None) -> Dict:
     """Evaluate one model and write ``extrapolation_<label>.json`` and ``.npz``."""
-    energies = model_energy_function(path, trust_pickle=trust_pickle, cutoff=cutoff)
-    result = {"label": label, "model": str(path), "budget": budget, "splits": {}}
+    energies = model_energy_function(path, trust_pickle=trust_pickle, cutoff=cutoff, precision=precision)
+    result = {"label": label, "model": str(path), "budget": budget, "precision": precision or "model default",
+              "splits": {}}
     arrays = {}
     for split in [*splits, "over15"] if over15 != 0 else list(splits):
         names, molecules, reference = load_molecules(split, over15)
@@ -242,6 +247,8 @@ def main(argv: List[str] = None) -> Path:
     parser.add_argument("--splits", default="test", help="under14 splits, comma-separated (test,val)")
     parser.add_argument("--over15", type=int, default=-1, help="over15 molecules: -1 all, N random, 0 none")
     parser.add_argument("--cutoff", type=float, help="neighbour cutoff for SchNetPack models (default: the model's)")
+    parser.add_argument("--precision", choices=("full", "bf16"),
+                        help="ase-qdf models: float32 throughout, or bf16 energy functional (default: the model's)")
     parser.add_argument("--out-dir", default="docs/benchmarks", type=Path)
     parser.add_argument("--report-only", action="store_true", help="only redraw table and plots")
     args = parser.parse_args(argv)
@@ -254,7 +261,8 @@ def main(argv: List[str] = None) -> Path:
                 parser.error(f"--model needs LABEL=PATH, got {item!r}")
             label, path = item.split("=", 1)
             evaluate_model(label, path, args.out_dir, splits=args.splits.split(","), over15=args.over15,
-                           trust_pickle=args.trust_pickle, budget=budgets.get(label, ""), cutoff=args.cutoff)
+                           trust_pickle=args.trust_pickle, budget=budgets.get(label, ""), cutoff=args.cutoff,
+                           precision=args.precision)
     path = write_report(args.out_dir)
     print(path)
     return path

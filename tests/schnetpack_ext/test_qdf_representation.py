@@ -178,6 +178,29 @@ def test_hk_map_outputs_one_value_per_grid_point():
 
 
 @pytest.mark.parametrize("grid", GRID_PATHS)
+def test_bf16_inference_stays_close_to_float32_and_training_keeps_float32_first_layer(grid):
+    torch.manual_seed(6)
+    rep = QDF(n_atom_basis=16, **GRID_PATHS[grid])
+    model = build_model(rep, dtype=torch.float32).eval()
+    mols = [molecule("CH3CH2OH"), molecule("HCN"), molecule("H2O")]
+    batch = converter(rep.cutoff, torch.float32)(mols)
+
+    def features(mode):
+        inputs = spk.atomistic.PairwiseDistances()({k: v.clone() for k, v in batch.items()})
+        return rep(inputs, compute_hk_fields=False, mixed_precision=mode)["scalar_representation"]
+
+    with torch.inference_mode():
+        full, low = features("off"), features("always")
+    assert full.dtype == low.dtype == torch.float32
+    scale = full.abs().max()
+    # bf16 (8 significant bits) in every layer: percent-level, not exact, not wild
+    assert 0 < (low - full).abs().max() / scale < 0.03
+    # with autograd (training) the first product stays float32: closer to float32
+    grad_low = features("always").detach()
+    assert (grad_low - full).abs().max() < (low - full).abs().max()
+
+
+@pytest.mark.parametrize("grid", GRID_PATHS)
 def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid):
     # blocks of 4 atoms split molecules: a molecule's Gram matrix adds up over blocks
     torch.manual_seed(5)
