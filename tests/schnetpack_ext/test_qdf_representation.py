@@ -209,6 +209,7 @@ def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid
     for chunk_size in (None, 4):
         torch.manual_seed(5)
         rep = QDF(n_atom_basis=16, chunk_size=chunk_size, **GRID_PATHS[grid])
+        rep.max_unchunked_atoms = 0  # blocks under autograd too, whatever the size
         model = build_model(rep, forces=True)
         out = model(converter(rep.cutoff)(atoms_list))
         inputs = spk.atomistic.PairwiseDistances()(converter(rep.cutoff)(atoms_list))
@@ -226,6 +227,28 @@ def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid
             fields = rep(inputs)
         np.testing.assert_allclose(fields["scalar_representation"].numpy(), reference, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(fields["density"].numpy(), results[0][2], rtol=1e-9, atol=1e-12)
+
+
+def test_small_systems_under_autograd_run_in_one_block_without_checkpointing(monkeypatch):
+    import schnetpack_ext.representation.qdf as qdf_module
+
+    calls = []
+
+    def counting_checkpoint(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return fn(*args)
+
+    monkeypatch.setattr(qdf_module, "checkpoint", counting_checkpoint)
+    torch.manual_seed(7)
+    rep = QDF(n_atom_basis=8, chunk_size=4)
+    model = build_model(rep, forces=True)
+    batch = converter(rep.cutoff)([molecule("CH3CH2OH"), molecule("HCN")])  # 12 atoms
+    energy_one_block = model(dict(batch))["energy"].detach()
+    assert calls == []  # a training batch: its forward pass runs once
+    rep.max_unchunked_atoms = 11  # one atom fewer: blocks of 4, recomputed in backward
+    energy_blocks = model(dict(batch))["energy"].detach()
+    assert len(calls) > 0
+    torch.testing.assert_close(energy_blocks, energy_one_block, rtol=1e-10, atol=0)
 
 
 def test_models_pickled_without_hyperparameters_recover_them(tmp_path):
