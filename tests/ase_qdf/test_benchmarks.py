@@ -54,6 +54,19 @@ def test_extrapolation_benchmark_writes_table_and_plots(tmp_path, model_path):
     assert (out / "extrapolation_by_size.png").stat().st_size > 0 and (out / "extrapolation_parity.png").is_file()
 
 
+def test_extrapolation_energies_in_bf16_for_model_files_only(model_path, tmp_path):
+    from ase.build import molecule
+
+    from ase_qdf.benchmarks.extrapolation import model_energy_function
+
+    molecules = [molecule("CH3CH2OH"), molecule("HCN")]
+    full = model_energy_function(str(model_path), precision="full")(molecules)
+    bf16 = model_energy_function(str(model_path), precision="bf16")(molecules)
+    assert 0 < np.abs(bf16 - full).max() < 0.2
+    with pytest.raises(ValueError, match="ase-qdf model files only"):
+        model_energy_function(str(tmp_path / "best_model"), precision="bf16")
+
+
 def test_errors_by_size_pools_per_size():
     from ase_qdf.benchmarks.extrapolation import errors_by_size
 
