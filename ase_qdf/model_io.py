@@ -194,7 +194,8 @@ def build_qdf_model(config: Dict[str, Any]) -> spk.model.NeuralNetworkPotential:
     Modules: ``PairwiseDistances`` -> ``QDF`` -> [``Atomwise`` (total and per-atom
     energy), ``HKPotential`` (if ``config["hk"]``), ``Forces``] -> [``CastTo64``,
     ``AddOffsets``]. The postprocessor buffers (atomrefs, mean) are float64.
-    The config is kept as ``model.qdf_config``.
+    The config is kept as ``model.qdf_config``, read back from the built modules, so it
+    names every setting, defaults included (a stored config may predate a setting).
 
     ``model(inputs)`` runs everything (forces and HK included); the calculator
     and batch API run only what they need (:func:`ase_qdf.predict.evaluate_batch`).
@@ -234,7 +235,7 @@ def build_qdf_model(config: Dict[str, Any]) -> spk.model.NeuralNetworkPotential:
         output_modules=outputs,
         postprocessors=post,
     )
-    model.qdf_config = json.loads(json.dumps(config))
+    model.qdf_config = model_config(model)
     model.eval()
     return model
 
@@ -244,15 +245,9 @@ def _find(modules, cls):
     return found[0] if found else None
 
 
-def model_config(model: nn.Module, from_modules: bool = False) -> Dict[str, Any]:
-    """The config of a QDF NeuralNetworkPotential (built here or by ``spktrain``).
-
-    Args:
-        model: the model.
-        from_modules: read every setting from the modules, defaults included, even
-            when the model was built from a stored config (which may predate a setting).
-    """
-    cfg = None if from_modules else getattr(model, "qdf_config", None)
+def model_config(model: nn.Module) -> Dict[str, Any]:
+    """The config of a QDF NeuralNetworkPotential (built here or by ``spktrain``)."""
+    cfg = getattr(model, "qdf_config", None)
     if cfg is not None:
         return json.loads(json.dumps(cfg))
     rep = getattr(model, "representation", None)
@@ -597,10 +592,9 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
     payload = read_model_file(path, expected_sha256=expected_sha256)
     source = build_qdf_model(payload["config"])
     source.load_state_dict(payload["state_dict"], strict=True)
-    # compare the settings of the built modules, not the stored config: a file written
-    # before a setting existed lacks it and means that setting's default
-    source_config = model_config(source, from_modules=True)
-    target_config = model_config(model, from_modules=True)
+    # the built model's config, not the stored one: it names every setting, also
+    # those a file predates (with their defaults)
+    source_config, target_config = model_config(source), model_config(model)
     differences = []
     for section in ("representation", "hk", "atomwise"):
         src, dst = source_config.get(section) or {}, target_config.get(section) or {}
