@@ -49,8 +49,11 @@ def test_extrapolation_benchmark_writes_table_and_plots(tmp_path, model_path):
     # the stored predictions reproduce the stored MAE
     data = np.load(out / "extrapolation_tiny.npz")
     np.testing.assert_allclose(np.abs(data["over15_predicted"] - data["over15_reference"]).mean(), over["mae_eV"])
+    np.testing.assert_allclose((data["over15_predicted"] - data["over15_reference"]).mean(),
+                               over["mean_signed_error_eV"])
     text = path.read_text()
     assert "| original QDF (quoted) |" in text and "| tiny | none |" in text
+    assert "mean signed error at 27–29 atoms |" in text
     assert (out / "extrapolation_by_size.png").stat().st_size > 0 and (out / "extrapolation_parity.png").is_file()
 
 
@@ -70,9 +73,10 @@ def test_extrapolation_energies_in_bf16_for_model_files_only(model_path, tmp_pat
 def test_errors_by_size_pools_per_size():
     from ase_qdf.benchmarks.extrapolation import errors_by_size
 
-    result = errors_by_size(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]), np.array([5, 5, 6]))
-    assert result["mae_eV"] == 2.0
-    assert result["by_n_atoms"][5] == {"n": 2, "mae_eV": 1.5, "rmse_eV": np.sqrt(2.5)}
+    result = errors_by_size(np.array([1.0, -2.0, 3.0]), np.array([0.0, 0.0, 0.0]), np.array([5, 5, 6]))
+    assert result["mae_eV"] == 2.0 and result["mean_signed_error_eV"] == 2.0 / 3.0
+    assert result["by_n_atoms"][5] == {"n": 2, "mae_eV": 1.5, "rmse_eV": np.sqrt(2.5), "mean_signed_error_eV": -0.5}
+    assert result["by_n_atoms"][6]["mean_signed_error_eV"] == 3.0
 
 
 def test_rotation_benchmark_on_a_model_file(tmp_path, model_path):
