@@ -55,3 +55,33 @@ def test_init_from_a_different_architecture_is_refused(tmp_path):
                          f"task.init_from={tmp_path / 'phase1.pt'}", timeout=300)
     assert other.returncode != 0
     assert "n_atom_basis: 8 in the file, 16 in the model" in other.stdout + other.stderr
+
+
+def test_phase4_recipe_composes_with_weight_averaging():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
+        cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase4"])
+    assert cfg.callbacks.ema._target_ == "schnetpack.train.ExponentialMovingAverage"
+    assert cfg.callbacks.ema.decay == 0.999
+    assert cfg.trainer.max_epochs == 30 and cfg.task.scheduler_args.T_max == 30
+    assert cfg.globals.lr == 3e-4 and cfg.model.representation.activation == "relu"
+
+
+def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
+    """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
+    checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""
+    run = run_spktrain(tmp_path, "ema", "qdf_qm9_smoke", *TINY_QDF, "trainer.max_epochs=2",
+                       "callbacks.ema.decay=0.5", timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "runs" / "ema" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    (ema,) = [v["ema"] for k, v in ckpt["callbacks"].items() if "ExponentialMovingAverage" in k]
+    assert ema["num_updates"] == 4  # 2 epochs of 2 batches
+    model = torch.load(tmp_path / "runs" / "ema" / "best_model", map_location="cpu", weights_only=False)
+    params = list(model.parameters())
+    assert len(params) == len(ema["shadow_params"]) > 10
+    for saved, average in zip(params, ema["shadow_params"]):
+        torch.testing.assert_close(saved, average.to(saved.dtype))
+    # the raw weights of the last step differ from their average
+    assert any(not torch.equal(raw, average) for raw, average in zip(ema["collected_params"], ema["shadow_params"]))
