@@ -201,6 +201,30 @@ def test_bf16_inference_stays_close_to_float32_and_training_keeps_float32_first_
 
 
 @pytest.mark.parametrize("grid", GRID_PATHS)
+def test_bf16_pooling_in_blocks_gives_the_same_features_and_gradients(grid):
+    torch.manual_seed(8)
+    rep = QDF(n_atom_basis=16, mixed_precision="always", **GRID_PATHS[grid])
+    model = build_model(rep, dtype=torch.float32).eval()
+    batch = converter(rep.cutoff, torch.float32)([molecule("CH3CH2OH"), molecule("HCN"), molecule("H2O")])
+
+    def features_and_gradient(block_elements):
+        rep.pooling_block_elements = block_elements
+        inputs = spk.atomistic.PairwiseDistances()({k: v.clone() for k, v in batch.items()})
+        with torch.inference_mode():
+            pooled = rep(dict(inputs), compute_hk_fields=False)["scalar_representation"]
+        rep.zero_grad()
+        rep(inputs, compute_hk_fields=False)["scalar_representation"].sum().backward()
+        return pooled, rep.functional[1].weight.grad.clone()
+
+    # one block for the whole batch, against blocks of one atom (the grid has >= 14 points)
+    pooled, gradient = features_and_gradient(2**40)
+    pooled_blocks, gradient_blocks = features_and_gradient(1)
+    assert pooled.dtype == torch.float32 and pooled.shape == (15, 16)
+    torch.testing.assert_close(pooled_blocks, pooled, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gradient_blocks, gradient, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("grid", GRID_PATHS)
 def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid):
     # blocks of 4 atoms split molecules: a molecule's Gram matrix adds up over blocks
     torch.manual_seed(5)
