@@ -169,9 +169,11 @@ class QDF(nn.Module):
     #: its forward pass once instead of twice (13 % more training steps per
     #: second); larger systems (forces of 1,000+ atoms) keep the bounded blocks
     max_unchunked_atoms = 512
-    #: bf16 activations are promoted to full precision for the pooling in blocks of
-    #: about this many values (4 MiB of float32)
-    pooling_block_elements = 2**20
+    #: activations (n_points x D per atom) are processed in blocks of atoms holding
+    #: about this many values, so that they stay in cache: in inference the whole
+    #: energy functional runs block by block; under autograd, bf16 activations are
+    #: promoted to full precision for the pooling block by block
+    block_elements = 2**20
 
     def __init__(
         self,
@@ -408,7 +410,8 @@ class QDF(nn.Module):
         """Energy functional on the grids of some atoms, pooled per atom.
 
         Without autograd (inference) the bias and the activations are applied in
-        place, so no extra (n, n_points, D) buffer is allocated per layer; the
+        place, so no extra (n, n_points, D) buffer is allocated per layer, and the
+        atoms run in blocks of about :attr:`block_elements` activations; the
         values are the same.
 
         Args:
@@ -425,6 +428,17 @@ class QDF(nn.Module):
         mode = self.mixed_precision if mixed_precision is None else mixed_precision
         first, rest = self.functional[0], self.functional[1:]
         in_place = not torch.is_grad_enabled()
+        block = max(1, self.block_elements // (basis_by_type.shape[-2] * first.weight.shape[0]))
+        if in_place and layout is None and basis_by_type.shape[0] > block:
+            # inference: blocks of atoms whose activations stay in cache; every layer
+            # then reads what the previous one wrote from cache instead of memory
+            # (fresh pages of a batch-sized buffer cost more than the products)
+            return torch.cat([
+                self._pooled_functional(basis_by_type[a0:a0 + block],
+                                        projected if projected.dim() == 2 else projected[a0:a0 + block],
+                                        bias, mixed_precision)
+                for a0 in range(0, basis_by_type.shape[0], block)
+            ])
         dtype = basis_by_type.dtype
         if in_place and bf16_enabled(mode, self.training):
             # bf16 inference: the first layer in bf16 as well. Its output is rounded
@@ -453,7 +467,7 @@ class QDF(nn.Module):
         # bf16 activations are promoted block by block: a promoted block stays in
         # cache, while one (n, n_points, D) float32 copy of a batch took 10x longer
         # than the products themselves (fresh pages); same values either way
-        block = max(1, self.pooling_block_elements // (hidden.shape[-2] * hidden.shape[-1]))
+        block = max(1, self.block_elements // (hidden.shape[-2] * hidden.shape[-1]))
         return torch.cat([torch.matmul(weights, part.to(dtype)) for part in torch.split(hidden, block)])
 
     def forward(

@@ -200,15 +200,18 @@ def test_bf16_inference_stays_close_to_float32_and_training_keeps_float32_first_
     assert (grad_low - full).abs().max() < (low - full).abs().max()
 
 
+@pytest.mark.parametrize("precision", ["off", "always"], ids=["float32", "bf16"])
 @pytest.mark.parametrize("grid", GRID_PATHS)
-def test_bf16_pooling_in_blocks_gives_the_same_features_and_gradients(grid):
+def test_functional_in_blocks_of_atoms_gives_the_same_features_and_gradients(grid, precision):
+    # inference runs the functional in blocks of atoms; under autograd, bf16 activations
+    # are promoted for the pooling in blocks
     torch.manual_seed(8)
-    rep = QDF(n_atom_basis=16, mixed_precision="always", **GRID_PATHS[grid])
+    rep = QDF(n_atom_basis=16, mixed_precision=precision, **GRID_PATHS[grid])
     model = build_model(rep, dtype=torch.float32).eval()
     batch = converter(rep.cutoff, torch.float32)([molecule("CH3CH2OH"), molecule("HCN"), molecule("H2O")])
 
     def features_and_gradient(block_elements):
-        rep.pooling_block_elements = block_elements
+        rep.block_elements = block_elements
         inputs = spk.atomistic.PairwiseDistances()({k: v.clone() for k, v in batch.items()})
         with torch.inference_mode():
             pooled = rep(dict(inputs), compute_hk_fields=False)["scalar_representation"]
