@@ -203,8 +203,7 @@ def test_bf16_inference_stays_close_to_float32_and_training_keeps_float32_first_
 @pytest.mark.parametrize("precision", ["off", "always"], ids=["float32", "bf16"])
 @pytest.mark.parametrize("grid", GRID_PATHS)
 def test_functional_in_blocks_of_atoms_gives_the_same_features_and_gradients(grid, precision):
-    # inference runs the functional in blocks of atoms; under autograd, bf16 activations
-    # are promoted for the pooling in blocks
+    # the functional runs in blocks of atoms, in inference and under autograd
     torch.manual_seed(8)
     rep = QDF(n_atom_basis=16, mixed_precision=precision, **GRID_PATHS[grid])
     model = build_model(rep, dtype=torch.float32).eval()
