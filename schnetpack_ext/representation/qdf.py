@@ -171,9 +171,10 @@ class QDF(nn.Module):
     max_unchunked_atoms = 512
     #: on a CPU, the energy functional runs in blocks of atoms whose activations (n_points
     #: x D per atom) hold about this many values, so that they stay in cache (4 MiB of
-    #: float32): shipped model +18 % inference in float32, +17 % in bf16, +14 %
-    #: training (CPU time, 1 thread); with the padded layout, bf16 activations are
-    #: promoted to full precision for the pooling block by block
+    #: float32): shipped model +41 % inference in float32, +37 % in bf16, +33 %
+    #: training (CPU time, 1 thread, docs/benchmarks/speed.md). Not with the padded
+    #: layout (coarse grids: no gain measured there), whose
+    #: first layer is a product per molecule
     block_elements = 2**20
 
     def __init__(
@@ -462,15 +463,10 @@ class QDF(nn.Module):
                 hidden = _activate(layer, F.linear(hidden, layer.weight, layer.bias), in_place)
         weights = self.grid_weights.to(dtype)
         # quadrature pooling per atom, a (1 x n_points) x (n_points x D) product per
-        # atom in full precision; weights on the left read ``hidden`` as it lies
-        # (hidden^T w copied it first: 10x slower)
-        if hidden.dtype == dtype or hidden.device.type != "cpu":
-            return torch.matmul(weights, hidden.to(dtype))
-        # bf16 activations are promoted block by block: a promoted block stays in
-        # cache, while one (n, n_points, D) float32 copy of a batch took 10x longer
-        # than the products themselves (fresh pages); same values either way
-        block = max(1, self.block_elements // (hidden.shape[-2] * hidden.shape[-1]))
-        return torch.cat([torch.matmul(weights, part.to(dtype)) for part in torch.split(hidden, block)])
+        # atom in full precision (bf16 activations are promoted first, within a block
+        # of atoms on a CPU); weights on the left read ``hidden`` as it lies (hidden^T w
+        # copied it first: 10x slower)
+        return torch.matmul(weights, hidden.to(dtype))
 
     def forward(
         self,
