@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 import schnetpack.properties as properties
 import schnetpack.nn as snn
 
+from schnetpack_ext.nn.basis import gaussian_orbitals, normalised_orbitals
 from schnetpack_ext.nn.grids import build_grid, lebedev_rule_of_order
 from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_tables
 
@@ -349,24 +350,27 @@ class QDF(nn.Module):
             (n_pairs, max_orbitals, n_points) basis values (0 in empty slots);
             points last, so the per-type sums below read contiguous rows.
         """
+        d, envelope, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
+        if not torch.is_grad_enabled():
+            return gaussian_orbitals(zeta, d2, d, envelope, second_shell, mask)
+        radial = torch.exp(-zeta[:, :, None] * d2[:, None, :])  # (P, O, G)
+        prefactor = 1.0 + second_shell.to(d.dtype)[:, :, None] * (d[:, None, :] - 1.0)  # d^(q-1), q in {1, 2}
+        return radial * prefactor * (envelope[:, None, :] * mask[:, :, None])
+
+    def _radial_inputs(self, d2: torch.Tensor, rows_j: torch.Tensor):
+        """Distances, cutoff envelope and per-slot exponents, shells and mask of the pairs."""
         on_nucleus = d2 <= 0
         d = torch.sqrt(torch.where(on_nucleus, torch.ones_like(d2), d2))
         d = torch.where(on_nucleus, torch.zeros_like(d), d)
+        envelope = smooth_switch(d, self.basis_cutoff, self.switch_width) * (~on_nucleus)
         zeta = self.zeta[self.type_index[rows_j]]  # (P, O)
-        envelope = smooth_switch(d, self.basis_cutoff, self.switch_width)
-        envelope = envelope * (~on_nucleus)
-        mask = self.orbital_mask[rows_j][:, :, None]
-        if not torch.is_grad_enabled():
-            # inference: two (P, O, G) buffers, updated in place, instead of seven
-            radial = torch.mul(zeta[:, :, None], d2[:, None, :]).neg_().exp_()
-            # envelope times d^(q-1) for q in {1, 2}, times the slot mask
-            shells = torch.where(self.second_shell[rows_j][:, :, None] > 0,
-                                 (envelope * d)[:, None, :], envelope[:, None, :])
-            return radial.mul_(shells.mul_(mask))
-        radial = torch.exp(-zeta[:, :, None] * d2[:, None, :])  # (P, O, G)
-        q2 = self.second_shell[rows_j][:, :, None]
-        prefactor = 1.0 + q2 * (d[:, None, :] - 1.0)  # d^(q-1) for q in {1, 2}
-        return radial * prefactor * (envelope[:, None, :] * mask)
+        return d, envelope, zeta, self.second_shell[rows_j] > 0, self.orbital_mask[rows_j]
+
+    def grid_distances2(self, r_ij: torch.Tensor) -> torch.Tensor:
+        """(n_pairs, n_points) squared distances of the grid points of atom i from atom j (Å^2)."""
+        offsets = self.grid_offsets.to(r_ij.dtype)
+        # grid point R_i + s seen from atom j: s - R_ij
+        return ((offsets[None, :, :] - r_ij[:, None, :]) ** 2).sum(-1)
 
     def pair_basis(self, r_ij: torch.Tensor, rows_j: torch.Tensor):
         """Squared distances and basis of atom j on the grid of atom i, per pair.
@@ -378,9 +382,7 @@ class QDF(nn.Module):
         Returns:
             d2 (n_pairs, n_points) and phi (n_pairs, max_orbitals, n_points).
         """
-        offsets = self.grid_offsets.to(r_ij.dtype)
-        # grid point R_i + s seen from atom j: s - R_ij
-        d2 = ((offsets[None, :, :] - r_ij[:, None, :]) ** 2).sum(-1)
+        d2 = self.grid_distances2(r_ij)
         return d2, self.basis(d2, rows_j)
 
     def _orbital_norm2(self, r_ij, rows_j, idx_j, n_atoms: int) -> torch.Tensor:
@@ -390,14 +392,13 @@ class QDF(nn.Module):
         norm2 = phi.new_zeros(n_atoms, phi.shape[1])
         return norm2.index_add_(0, idx_j, (phi * phi) @ weights)
 
-    def _typed_basis(self, phi, rows_j, local_i, inv_norm_pairs, n_local: int) -> torch.Tensor:
-        """Normalised basis summed per orbital type on the grids of ``n_local`` atoms.
+    def _typed_basis(self, phi, rows_j, local_i, n_local: int) -> torch.Tensor:
+        """Normalised basis ``phi`` summed per orbital type on the grids of ``n_local`` atoms.
 
         Returns:
             (n_local, n_points, n_types): sum over the orbitals of each type.
         """
         n_types, n_points = self.n_orbital_types, phi.shape[2]
-        phi = phi * inv_norm_pairs[:, :, None]
         target_rows = (local_i[:, None] * n_types + self.type_index[rows_j]).reshape(-1)
         typed = phi.new_zeros(n_local * n_types, n_points)
         typed.index_add_(0, target_rows, phi.reshape(-1, n_points))
@@ -405,10 +406,11 @@ class QDF(nn.Module):
 
     def _chunk_typed_basis(self, r_ij, rows_j, local_i, inv_norm_pairs, n_local: int):
         _, phi = self.pair_basis(r_ij, rows_j)
-        return self._typed_basis(phi, rows_j, local_i, inv_norm_pairs, n_local)
+        return self._typed_basis(phi * inv_norm_pairs[:, :, None], rows_j, local_i, n_local)
 
     def _pooled_functional(self, basis_by_type, projected, bias, mixed_precision: Optional[str] = None,
-                           layout: Optional[MoleculeLayout] = None) -> torch.Tensor:
+                           layout: Optional[MoleculeLayout] = None,
+                           molecule_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Energy functional on the grids of some atoms, pooled per atom.
 
         The atoms run in blocks of about :attr:`block_elements` activations.
@@ -418,13 +420,14 @@ class QDF(nn.Module):
         Args:
             basis_by_type: (n, n_points, n_types), or
                 (n_molecules, max_atoms, n_points, n_types) padded by ``layout``.
-            projected: (n_types, D) for one molecule, (n, n_types, D) per atom, or
-                (n_molecules, n_types, D) with ``layout``: the molecules'
-                coefficients through the first functional layer.
+            projected: (n_types, D) for one molecule, or (n_molecules, n_types, D)
+                with ``layout`` or ``molecule_index``: the molecules' coefficients
+                through the first functional layer.
             bias: bias of the first functional layer.
             mixed_precision: bfloat16 autocast mode of layers 2.. (default:
                 :attr:`mixed_precision`).
             layout: the padding of ``basis_by_type`` (None: unpadded).
+            molecule_index: (n,) row of ``projected`` of every atom (unpadded).
         """
         mode = self.mixed_precision if mixed_precision is None else mixed_precision
         first, rest = self.functional[0], self.functional[1:]
@@ -435,12 +438,16 @@ class QDF(nn.Module):
             # the large products instead): every layer reads what
             # the previous one wrote from cache instead of memory (and fresh pages of
             # a batch-sized buffer cost more than some of the products); under
-            # autograd each block keeps its own activations for the backward pass
+            # autograd each block keeps its own activations for the backward pass.
+            # Split, not sliced (one concatenating backward, not a zero-filled
+            # batch-sized gradient per block), and each block gathers its atoms'
+            # (T x D) matrices from the per-molecule ones, so that the batch-sized
+            # per-atom copy and its gradient are never built
+            molecule_blocks = ([None] * -(-basis_by_type.shape[0] // block) if molecule_index is None
+                               else torch.split(molecule_index, block))
             return torch.cat([
-                self._pooled_functional(basis_by_type[a0:a0 + block],
-                                        projected if projected.dim() == 2 else projected[a0:a0 + block],
-                                        bias, mixed_precision)
-                for a0 in range(0, basis_by_type.shape[0], block)
+                self._pooled_functional(basis_block, projected, bias, mixed_precision, None, molecule_block)
+                for basis_block, molecule_block in zip(torch.split(basis_by_type, block), molecule_blocks)
             ])
         dtype = basis_by_type.dtype
         if in_place and bf16_enabled(mode, self.training):
@@ -449,6 +456,8 @@ class QDF(nn.Module):
             # of the (n, n_points, D) result cost 3.6x more. (Training keeps it in
             # float32, the precision its gradients were validated with.)
             basis_by_type, projected, bias = basis_by_type.bfloat16(), projected.bfloat16(), bias.bfloat16()
+        if molecule_index is not None:
+            projected = projected[molecule_index]  # (n, T, D)
         if layout is None:
             hidden = torch.matmul(basis_by_type, projected)
         else:
@@ -520,13 +529,23 @@ class QDF(nn.Module):
             return checkpoint(fn, *args, use_reentrant=False) if remat else fn(*args)
 
         if single_chunk:
-            d2, phi = self.pair_basis(r_ij, rows_j)
             # 1. basis normalisation over the molecule grid, per orbital (j, slot)
-            norm2 = phi.new_zeros(n_atoms, phi.shape[1])
-            norm2.index_add_(0, idx_j, (phi * phi) @ weights)
-            inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+            d2 = self.grid_distances2(r_ij)
+            if d2.requires_grad:
+                # forces: the composed basis, differentiable in the geometry
+                phi = self.basis(d2, rows_j)
+                norm2 = phi.new_zeros(n_atoms, phi.shape[1])
+                norm2.index_add_(0, idx_j, (phi * phi) @ weights)
+                inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+                phi = phi * inv_norm[idx_j][:, :, None]
+            else:
+                # training and inference without forces: fused, with one backward pass
+                # for the exponents (the pair tensors are the largest of the model)
+                d, envelope, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
+                phi, _ = normalised_orbitals(zeta, d2, d, envelope, second_shell, mask,
+                                             weights, idx_j, n_atoms)
             blocks = [(0, n_atoms, 0, idx_i.shape[0])]
-            typed_blocks = [self._typed_basis(phi, rows_j, idx_i, inv_norm[idx_j], n_atoms)]
+            typed_blocks = [self._typed_basis(phi, rows_j, idx_i, n_atoms)]
         else:
             order = torch.argsort(idx_i)
             idx_i, idx_j, r_ij, rows_j = idx_i[order], idx_j[order], r_ij[order], rows_j[order]
@@ -588,11 +607,15 @@ class QDF(nn.Module):
         projected = torch.matmul(molecule_coefficients, first.weight.t()) * self.orbital_scale  # (M, T, D)
         pooled = []
         for typed, layout, (a0, a1, _, _) in zip(typed_blocks, layouts, blocks):
+            molecule_index = None
             if layout is not None:
-                per_atom = projected[layout.first:layout.first + layout.n_molecules]
+                per_molecule = projected[layout.first:layout.first + layout.n_molecules]
+            elif n_molecules == 1:
+                per_molecule = projected[0]
             else:
-                per_atom = projected[0] if n_molecules == 1 else projected[idx_m[a0:a1]]
-            pooled.append(run(self._pooled_functional, typed, per_atom, first.bias, mixed_precision, layout))
+                per_molecule, molecule_index = projected, idx_m[a0:a1]
+            pooled.append(run(self._pooled_functional, typed, per_molecule, first.bias, mixed_precision, layout,
+                              molecule_index))
         inputs["scalar_representation"] = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
 
         if compute_hk_fields:

@@ -207,7 +207,7 @@ class QDFFields:
         d2 = ((pts[p] - self.positions[j]) ** 2).sum(-1, keepdim=True)  # (pairs, 1)
         rows_j = self.rows[j]
         phi = self.rep.basis(d2, rows_j).double()  # (pairs, O, 1)
-        typed = self.rep._typed_basis(phi, rows_j, p, self.inv_norm[j].double(), n)  # (n, 1, T)
+        typed = self.rep._typed_basis(phi * self.inv_norm[j].double()[:, :, None], rows_j, p, n)  # (n, 1, T)
         return typed[:, 0, :]
 
     def _density_matrix(self, normalisation: str) -> torch.Tensor:
