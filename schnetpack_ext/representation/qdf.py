@@ -350,21 +350,22 @@ class QDF(nn.Module):
             (n_pairs, max_orbitals, n_points) basis values (0 in empty slots);
             points last, so the per-type sums below read contiguous rows.
         """
-        d, envelope, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
+        shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
         if not torch.is_grad_enabled():
-            return gaussian_orbitals(zeta, d2, d, envelope, second_shell, mask)
+            return gaussian_orbitals(zeta, d2, shells, second_shell, mask)
         radial = torch.exp(-zeta[:, :, None] * d2[:, None, :])  # (P, O, G)
-        prefactor = 1.0 + second_shell.to(d.dtype)[:, :, None] * (d[:, None, :] - 1.0)  # d^(q-1), q in {1, 2}
-        return radial * prefactor * (envelope[:, None, :] * mask[:, :, None])
+        factors = torch.where(second_shell[:, :, None], shells[:, None, 1, :], shells[:, None, 0, :])
+        return radial * factors * mask[:, :, None]
 
     def _radial_inputs(self, d2: torch.Tensor, rows_j: torch.Tensor):
-        """Distances, cutoff envelope and per-slot exponents, shells and mask of the pairs."""
+        """Shell factors (envelope and d * envelope) and per-slot exponents, shells and mask of the pairs."""
         on_nucleus = d2 <= 0
         d = torch.sqrt(torch.where(on_nucleus, torch.ones_like(d2), d2))
         d = torch.where(on_nucleus, torch.zeros_like(d), d)
         envelope = smooth_switch(d, self.basis_cutoff, self.switch_width) * (~on_nucleus)
+        shells = torch.stack([envelope, envelope * d], 1)  # d^(q-1) envelope for q = 1, 2
         zeta = self.zeta[self.type_index[rows_j]]  # (P, O)
-        return d, envelope, zeta, self.second_shell[rows_j] > 0, self.orbital_mask[rows_j]
+        return shells, zeta, self.second_shell[rows_j] > 0, self.orbital_mask[rows_j]
 
     def grid_distances2(self, r_ij: torch.Tensor) -> torch.Tensor:
         """(n_pairs, n_points) squared distances of the grid points of atom i from atom j (Å^2)."""
@@ -531,19 +532,16 @@ class QDF(nn.Module):
         if single_chunk:
             # 1. basis normalisation over the molecule grid, per orbital (j, slot)
             d2 = self.grid_distances2(r_ij)
-            if d2.requires_grad:
-                # forces: the composed basis, differentiable in the geometry
+            if d2.requires_grad and self.training:
+                # training on forces differentiates the forces again: the composed basis
                 phi = self.basis(d2, rows_j)
-                norm2 = phi.new_zeros(n_atoms, phi.shape[1])
-                norm2.index_add_(0, idx_j, (phi * phi) @ weights)
+                norm2 = phi.new_zeros(n_atoms, phi.shape[1]).index_add_(0, idx_j, (phi * phi) @ weights)
                 inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
                 phi = phi * inv_norm[idx_j][:, :, None]
             else:
-                # training and inference without forces: fused, with one backward pass
-                # for the exponents (the pair tensors are the largest of the model)
-                d, envelope, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
-                phi, _ = normalised_orbitals(zeta, d2, d, envelope, second_shell, mask,
-                                             weights, idx_j, n_atoms)
+                # fused, with one backward pass (the pair tensors are the largest of the model)
+                shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
+                phi, _ = normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms)
             blocks = [(0, n_atoms, 0, idx_i.shape[0])]
             typed_blocks = [self._typed_basis(phi, rows_j, idx_i, n_atoms)]
         else:

@@ -44,7 +44,10 @@ def test_repeated_runs_are_bitwise_identical(model, dtype):
         calc.reset()
         atoms.calc = calc
         energies.append(atoms.get_potential_energy())
-    assert energies[0] == energies[1] == runs[0][1]["energy"]
+    # the calculator and the batch API run the same code: bitwise equal for the same batch
+    alone = predict([molecule("CH3CH2OH")], model=model, device="cpu", dtype=dtype)[0]["energy"]
+    assert energies[0] == energies[1] == alone
+    assert abs(alone - runs[0][1]["energy"]) <= TOL[dtype]  # in a batch of 11: round-off only
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
