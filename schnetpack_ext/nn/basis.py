@@ -1,8 +1,8 @@
 """Radial Gaussian atomic orbitals on atom-centred grids, normalised over the molecule.
 
-The QDF basis of atom ``j`` on the grid points of atom ``i`` (one row per pair) is
+The QDF basis of atom ``j`` on the grid points of atom ``i`` (one row per pair) is::
 
-    phi = d^(q-1) exp(-zeta d^2) * envelope(d),    d = |r - R_j|,
+    phi = d^(q-1) exp(-zeta d^2) * envelope(d),    d = |r - R_j|
 
 normalised per orbital over the whole molecule grid (``sum_g w phi^2 = 1``, summed
 over the pairs of atom ``j``). Written as a chain of autograd operations this is
