@@ -68,6 +68,19 @@ def test_phase4_recipe_composes_with_weight_averaging():
     assert cfg.globals.lr == 3e-4 and cfg.model.representation.activation == "relu"
 
 
+def test_14_point_relu_recipe_is_the_shipped_recipe_on_a_coarser_grid():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
+        coarse = compose("train", overrides=["experiment=qdf_qm9_relu14"])
+        shipped = compose("train", overrides=["experiment=qdf_qm9_relu"])
+    rep, ref = coarse.model.representation, shipped.model.representation
+    assert (rep.lebedev_order, rep.n_radial) == (5, 1) and (ref.lebedev_order, ref.n_radial) == (11, 2)
+    for key in ("activation", "n_atom_basis", "n_functional_layers", "mixed_precision", "grid_radius"):
+        assert rep[key] == ref[key], key
+    assert coarse.globals.lr == shipped.globals.lr and coarse.task.hk_mode == shipped.task.hk_mode
+
+
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
     """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
     checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""
