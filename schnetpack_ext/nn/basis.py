@@ -20,13 +20,14 @@ References:
 import torch
 from torch.autograd.function import once_differentiable
 
-__all__ = ["gaussian_orbitals", "normalised_orbitals"]
+__all__ = ["gaussian_orbitals", "inverse_norm", "normalised_orbitals"]
 
 
 def gaussian_orbitals(zeta, d2, shells, second_shell, mask) -> torch.Tensor:
-    """Unnormalised orbitals ``d^(q-1) exp(-zeta d^2) envelope`` without autograd.
+    """Unnormalised orbitals ``d^(q-1) exp(-zeta d^2) envelope``.
 
-    Two (P, O, G) buffers, updated in place.
+    Without a gradient to track, two (P, O, G) buffers are updated in place;
+    otherwise the same values as differentiable operations.
 
     Args:
         zeta: (P, O) exponent of every orbital slot of atom j, per pair (Å^-2).
@@ -39,9 +40,17 @@ def gaussian_orbitals(zeta, d2, shells, second_shell, mask) -> torch.Tensor:
     Returns:
         (P, O, G) orbital values, points last.
     """
-    radial = torch.mul(zeta[:, :, None], d2[:, None, :]).neg_().exp_()
     factors = torch.where(second_shell[:, :, None], shells[:, None, 1, :], shells[:, None, 0, :])
+    if torch.is_grad_enabled() and (zeta.requires_grad or d2.requires_grad or shells.requires_grad):
+        return torch.exp(-zeta[:, :, None] * d2[:, None, :]) * factors * mask[:, :, None]
+    radial = torch.mul(zeta[:, :, None], d2[:, None, :]).neg_().exp_()
     return radial.mul_(factors.mul_(mask[:, :, None]))
+
+
+def inverse_norm(norm2: torch.Tensor) -> torch.Tensor:
+    """``norm2^(-1/2)``, 0 where the norm is 0 (empty slots), with finite gradients."""
+    occupied = norm2 > 0
+    return torch.where(occupied, torch.rsqrt(torch.where(occupied, norm2, 1.0)), 0.0)
 
 
 class _NormalisedOrbitals(torch.autograd.Function):
@@ -53,7 +62,7 @@ class _NormalisedOrbitals(torch.autograd.Function):
             phi = gaussian_orbitals(zeta, d2, shells, second_shell, mask)
             phi2 = phi * phi
             norm2 = phi2.new_zeros(n_atoms, phi.shape[1]).index_add_(0, idx_j, phi2 @ weights)
-            inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+            inv_norm = inverse_norm(norm2)
             scale = inv_norm[idx_j]  # (P, O)
             phi.mul_(scale[:, :, None])
             if any(ctx.needs_input_grad[:3]):
@@ -91,22 +100,29 @@ class _NormalisedOrbitals(torch.autograd.Function):
         return grad_zeta, grad_d2, grad_shells, None, None, None, None, None
 
 
-def normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms: int):
+def normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms: int,
+                        twice_differentiable: bool = False):
     """Orbitals of atom j on the grid of atom i, normalised over the molecule grid.
 
     Differentiable in the exponents (training) and in the geometry (forces,
-    through ``d2`` and ``shells``), with a fused backward pass. Once: training on
-    forces, which differentiates the forces again, takes the composed basis
-    (:meth:`~schnetpack_ext.representation.QDF.basis`).
+    through ``d2`` and ``shells``), with a fused backward pass that can be taken
+    once. Training on forces differentiates the forces again: with
+    ``twice_differentiable`` the same values come from composed autograd
+    operations instead.
 
     Args:
         zeta, d2, shells, second_shell, mask: as :func:`gaussian_orbitals`.
         weights: (G,) quadrature weights of the grid points (Å^3).
         idx_j: (P,) atom j of every pair.
         n_atoms: number of atoms.
+        twice_differentiable: build a graph that supports second derivatives.
 
     Returns:
         phi_n (P, O, G), the normalised orbitals, and inv_norm (n_atoms, O), the
         inverse norms (0 for empty slots).
     """
-    return _NormalisedOrbitals.apply(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms)
+    if not twice_differentiable:
+        return _NormalisedOrbitals.apply(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms)
+    phi = gaussian_orbitals(zeta, d2, shells, second_shell, mask)
+    inv_norm = inverse_norm(phi.new_zeros(n_atoms, phi.shape[1]).index_add(0, idx_j, (phi * phi) @ weights))
+    return phi * inv_norm[idx_j][:, :, None], inv_norm

@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 import schnetpack.properties as properties
 import schnetpack.nn as snn
 
-from schnetpack_ext.nn.basis import gaussian_orbitals, normalised_orbitals
+from schnetpack_ext.nn.basis import gaussian_orbitals, inverse_norm, normalised_orbitals
 from schnetpack_ext.nn.grids import build_grid, lebedev_rule_of_order
 from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_tables
 
@@ -351,11 +351,7 @@ class QDF(nn.Module):
             points last, so the per-type sums below read contiguous rows.
         """
         shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
-        if not torch.is_grad_enabled():
-            return gaussian_orbitals(zeta, d2, shells, second_shell, mask)
-        radial = torch.exp(-zeta[:, :, None] * d2[:, None, :])  # (P, O, G)
-        factors = torch.where(second_shell[:, :, None], shells[:, None, 1, :], shells[:, None, 0, :])
-        return radial * factors * mask[:, :, None]
+        return gaussian_orbitals(zeta, d2, shells, second_shell, mask)
 
     def _radial_inputs(self, d2: torch.Tensor, rows_j: torch.Tensor):
         """Shell factors (envelope and d * envelope) and per-slot exponents, shells and mask of the pairs."""
@@ -444,11 +440,12 @@ class QDF(nn.Module):
             # batch-sized gradient per block), and each block gathers its atoms'
             # (T x D) matrices from the per-molecule ones, so that the batch-sized
             # per-atom copy and its gradient are never built
-            molecule_blocks = ([None] * -(-basis_by_type.shape[0] // block) if molecule_index is None
+            basis_blocks = torch.split(basis_by_type, block)
+            molecule_blocks = ([None] * len(basis_blocks) if molecule_index is None
                                else torch.split(molecule_index, block))
             return torch.cat([
                 self._pooled_functional(basis_block, projected, bias, mixed_precision, None, molecule_block)
-                for basis_block, molecule_block in zip(torch.split(basis_by_type, block), molecule_blocks)
+                for basis_block, molecule_block in zip(basis_blocks, molecule_blocks)
             ])
         dtype = basis_by_type.dtype
         if in_place and bf16_enabled(mode, self.training):
@@ -531,17 +528,13 @@ class QDF(nn.Module):
 
         if single_chunk:
             # 1. basis normalisation over the molecule grid, per orbital (j, slot)
+            # fused, with one backward pass (the pair tensors are the largest of the model);
+            # training on forces (SchNetPack's Forces builds their graph in training mode)
+            # differentiates them again and needs the twice-differentiable form
             d2 = self.grid_distances2(r_ij)
-            if d2.requires_grad and self.training:
-                # training on forces differentiates the forces again: the composed basis
-                phi = self.basis(d2, rows_j)
-                norm2 = phi.new_zeros(n_atoms, phi.shape[1]).index_add_(0, idx_j, (phi * phi) @ weights)
-                inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
-                phi = phi * inv_norm[idx_j][:, :, None]
-            else:
-                # fused, with one backward pass (the pair tensors are the largest of the model)
-                shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
-                phi, _ = normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms)
+            shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
+            phi, _ = normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms,
+                                         twice_differentiable=d2.requires_grad and self.training)
             blocks = [(0, n_atoms, 0, idx_i.shape[0])]
             typed_blocks = [self._typed_basis(phi, rows_j, idx_i, n_atoms)]
         else:
@@ -557,7 +550,7 @@ class QDF(nn.Module):
             r_blocks = torch.split(r_ij, [p1 - p0 for _, _, p0, p1 in blocks])
             norm2 = sum(run(self._orbital_norm2, r_blk, rows_j[p0:p1], idx_j[p0:p1], n_atoms)
                         for r_blk, (_, _, p0, p1) in zip(r_blocks, blocks))
-            inv_norm = torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+            inv_norm = inverse_norm(norm2)
             typed_blocks = [
                 run(self._chunk_typed_basis, r_blk, rows_j[p0:p1], idx_i[p0:p1] - a0,
                     inv_norm[idx_j[p0:p1]], a1 - a0)

@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 from scipy.spatial import cKDTree
 
+from schnetpack_ext.nn.basis import inverse_norm
 from schnetpack_ext.nn.molecular_grid import molecular_grid
 from schnetpack_ext.representation.qdf import (
     QDF,
@@ -142,7 +143,7 @@ class QDFFields:
             self.rep._orbital_norm2(r_ij[p0:p1], rows_j[p0:p1], idx_j[p0:p1], n_atoms)
             for p0, p1 in self._pair_blocks(idx_i.shape[0])
         )
-        return torch.where(norm2 > 0, torch.rsqrt(torch.where(norm2 > 0, norm2, 1.0)), 0.0)
+        return inverse_norm(norm2)
 
     def _model_gram(self) -> torch.Tensor:
         """sum_g w B B^T over the model grid of the molecule (T x T, float64)."""

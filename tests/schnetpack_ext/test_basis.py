@@ -110,7 +110,7 @@ def test_energy_forces_and_training_gradients_equal_those_of_the_composed_formul
     batch = converter(rep.cutoff)([molecule("CH3CH2OH"), molecule("HCN")])
     parameters = dict(model.named_parameters())
 
-    def composed_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms):
+    def composed_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms, **_):
         phi = (torch.exp(-zeta[:, :, None] * d2[:, None, :])
                * torch.where(second_shell[:, :, None], shells[:, None, 1, :], shells[:, None, 0, :])
                * mask[:, :, None])
