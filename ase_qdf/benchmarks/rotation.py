@@ -18,7 +18,32 @@ from scipy.spatial.transform import Rotation
 
 from .models import save_json, spk_energies
 
-__all__ = ["rotation_invariance", "main"]
+__all__ = ["rotated_copies", "rotation_invariance", "main"]
+
+
+def rotated_copies(molecules: Sequence[Atoms], n_rotations: int = 1, seed: int = 0) -> List[Atoms]:
+    """Copies of ``molecules``, each turned about its centre of mass by random rotations.
+
+    The rotations (uniform on SO(3)) depend only on ``seed``, the number of molecules
+    and ``n_rotations``, so a benchmark in random orientations is repeatable.
+
+    Args:
+        molecules: the molecules (not modified).
+        n_rotations: rotated copies per molecule.
+        seed: seed of the rotations.
+
+    Returns:
+        ``n_rotations`` copies of the first molecule, then of the second, and so on.
+    """
+    rotations = Rotation.random(n_rotations * len(molecules), random_state=seed).as_matrix()
+    rotated = []
+    for k, atoms in enumerate(molecules):
+        for r in range(n_rotations):
+            moved = atoms.copy()
+            centre = moved.get_center_of_mass()
+            moved.positions = (moved.positions - centre) @ rotations[k * n_rotations + r].T + centre
+            rotated.append(moved)
+    return rotated
 
 
 def rotation_invariance(
@@ -38,15 +63,7 @@ def rotation_invariance(
         seed: seed of the rotations.
     """
     reference = energies(molecules)
-    rotations = Rotation.random(n_rotations * len(molecules), random_state=seed).as_matrix()
-    rotated = []
-    for k, atoms in enumerate(molecules):
-        for r in range(n_rotations):
-            moved = atoms.copy()
-            centre = moved.get_center_of_mass()
-            moved.positions = (moved.positions - centre) @ rotations[k * n_rotations + r].T + centre
-            rotated.append(moved)
-    rotated_energies = energies(rotated).reshape(len(molecules), n_rotations)
+    rotated_energies = energies(rotated_copies(molecules, n_rotations, seed)).reshape(len(molecules), n_rotations)
     delta = np.abs(rotated_energies - reference[:, None]) * 1000.0
     return {
         "mean_abs_delta_meV": float(delta.mean()),

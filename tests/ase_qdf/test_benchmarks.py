@@ -52,9 +52,35 @@ def test_extrapolation_benchmark_writes_table_and_plots(tmp_path, model_path):
     np.testing.assert_allclose((data["over15_predicted"] - data["over15_reference"]).mean(),
                                over["mean_signed_error_eV"])
     text = path.read_text()
-    assert "| original QDF (quoted) |" in text and "| tiny | none |" in text
+    assert "| original QDF (quoted) |" in text and "| tiny | none | stored |" in text
     assert "mean signed error at 27–29 atoms |" in text
     assert (out / "extrapolation_by_size.png").stat().st_size > 0 and (out / "extrapolation_parity.png").is_file()
+
+
+def test_extrapolation_in_random_orientations_turns_each_molecule_the_same_way_every_run(tmp_path, monkeypatch):
+    from ase_qdf.benchmarks import extrapolation
+
+    seen = []
+
+    def fake_energies(path, **kwargs):
+        def energies(molecules):
+            seen.append([a.copy() for a in molecules])
+            return np.array([float(np.linalg.norm(a.positions)) for a in molecules])
+        return energies
+
+    monkeypatch.setattr(extrapolation, "model_energy_function", fake_energies)
+    for orientation in ("stored", "random", "random"):
+        result = extrapolation.evaluate_model("m", "m.pt", tmp_path, splits=(), over15=4, orientation=orientation)
+        assert result["orientation"] == orientation
+    stored, random_a, random_b = seen
+    for s, a, b in zip(stored, random_a, random_b):
+        assert s.get_chemical_symbols() == a.get_chemical_symbols()
+        np.testing.assert_allclose(a.get_all_distances(), s.get_all_distances(), atol=1e-10)
+        np.testing.assert_allclose(a.get_center_of_mass(), s.get_center_of_mass(), atol=1e-10)
+        assert np.abs(a.positions - s.positions).max() > 0.1  # turned, not left as stored
+        np.testing.assert_array_equal(a.positions, b.positions)  # repeatable
+    with pytest.raises(ValueError, match="orientation"):
+        extrapolation.evaluate_model("m", "m.pt", tmp_path, splits=(), over15=0, orientation="canonical")
 
 
 def test_extrapolation_energies_in_bf16_for_model_files_only(model_path, tmp_path):

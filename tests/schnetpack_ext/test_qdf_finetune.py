@@ -81,6 +81,29 @@ def test_14_point_relu_recipe_is_the_shipped_recipe_on_a_coarser_grid():
     assert coarse.globals.lr == shipped.globals.lr and coarse.task.hk_mode == shipped.task.hk_mode
 
 
+def test_phase6_recipe_rotates_training_molecules_only():
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    from schnetpack_ext.transform import RandomRotation
+
+    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
+        cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase6"])
+        phase4 = compose("train", overrides=["experiment=qdf_qm9_relu_phase4"])
+    for key in ("globals", "trainer", "task", "model"):
+        if key == "task":
+            assert cfg.task.scheduler_args == phase4.task.scheduler_args
+        else:
+            assert cfg[key] == phase4[key], key
+    data = instantiate(cfg.data, datapath="unused.db", split_file="unused.npz")
+    train = [type(t).__name__ for t in data.train_transforms]
+    val = [type(t).__name__ for t in data.val_transforms]
+    assert train == ["RemoveOffsets", "RandomRotation", "MatScipyNeighborList", "CastTo32"]
+    assert val == ["RemoveOffsets", "MatScipyNeighborList", "CastTo32"]
+    rotation = data.train_transforms[1]
+    assert isinstance(rotation, RandomRotation) and rotation.seed is None
+
+
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
     """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
     checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""
