@@ -90,6 +90,10 @@ def test_phase6_recipe_rotates_training_molecules_only():
     with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
         cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase6"])
         phase4 = compose("train", overrides=["experiment=qdf_qm9_relu_phase4"])
+        phase7 = compose("train", overrides=["experiment=qdf_qm9_relu_phase7"])
+    assert phase7.run.experiment == "qdf_qm9_relu_phase7"
+    phase7.run.experiment = cfg.run.experiment
+    assert phase7 == cfg  # the same recipe under its own name
     for key in ("globals", "trainer", "task", "model"):
         if key == "task":
             assert cfg.task.scheduler_args == phase4.task.scheduler_args

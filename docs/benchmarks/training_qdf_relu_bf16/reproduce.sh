@@ -7,7 +7,8 @@
 # on the 2-core CPU). Phase 4: a third cosine cycle of 30 epochs from the phase-3 export
 # (`qdf_qm9_relu_phase4`, weight averaging over ~1,000 steps, about 1.5 h on the 2-core
 # CPU). Phase 5: the same recipe again from the phase-4 export (`qdf_qm9_relu_phase5`,
-# about 1.2 h on the 2-core CPU). Every spktrain command resumes from checkpoints/last.ckpt when
+# about 1.2 h on the 2-core CPU). Phase 6: the same recipe from the phase-5 export with every
+# training molecule randomly rotated (`qdf_qm9_relu_phase6`, about 1.1 h). Every spktrain command resumes from checkpoints/last.ckpt when
 # re-run after an interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
 set -eu
@@ -28,6 +29,12 @@ qdf export $RUNS/qdf_relu_phase4/best_model $RUNS/qdf_qm9_phase4.pt --trust-pick
   --meta experiment=qdf_qm9_relu_phase4
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase5 run.path=$RUNS run.id=qdf_relu_phase5 \
   logger=csv task.init_from=$RUNS/qdf_qm9_phase4.pt data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/qdf_relu_phase5/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle \
-  --meta experiment=qdf_qm9_relu_phase5 --meta status=interim --register qdf_qm9
+qdf export $RUNS/qdf_relu_phase5/best_model $RUNS/qdf_qm9_phase5.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_phase5
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase6 run.path=$RUNS run.id=qdf_relu_phase6 \
+  logger=csv task.init_from=$RUNS/qdf_qm9_phase5.pt data.num_workers=0 data.num_val_workers=0
+qdf export $RUNS/qdf_relu_phase6/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_phase6 --meta status=interim --register qdf_qm9
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
+qdf benchmark extrapolation --model qdf_qm9_shipped_random=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1 \
+  --orientation random
