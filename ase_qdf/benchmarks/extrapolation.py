@@ -223,14 +223,19 @@ def _plots(results: List[Dict], out_dir: Path) -> None:
     fig, (ax, ax_bias) = plt.subplots(1, 2, figsize=(11, 5.6))
     for a in (ax, ax_bias):
         a.axvspan(0, 14.5, color="0.9", label="training range (≤ 14 atoms)" if a is ax else None)
-    for r in results:
+    # tab10 repeats after ten lines: the line style changes with each repeat, so that
+    # every model in the legend is told apart
+    styles = ["o-", "s--", "^:", "D-."]
+    for k, r in enumerate(results):
         rows = {}
         for split in ("under14_test", "over15"):
             rows.update({int(n): v for n, v in r["splits"].get(split, {}).get("by_n_atoms", {}).items()})
         sizes = sorted(rows)
-        ax.plot(sizes, [rows[n]["mae_eV"] / KCAL_PER_MOL for n in sizes], "o-", ms=3, label=r["label"])
+        look = dict(color=f"C{k % 10}", ms=3)
+        style = styles[(k // 10) % len(styles)]
+        ax.plot(sizes, [rows[n]["mae_eV"] / KCAL_PER_MOL for n in sizes], style, label=r["label"], **look)
         signed = [n for n in sizes if "mean_signed_error_eV" in rows[n]]
-        ax_bias.plot(signed, [rows[n]["mean_signed_error_eV"] / KCAL_PER_MOL for n in signed], "o-", ms=3)
+        ax_bias.plot(signed, [rows[n]["mean_signed_error_eV"] / KCAL_PER_MOL for n in signed], style, **look)
     ax.plot([15, 28], [2.0, 4.5], "k--", label="original QDF (paper figure, approx.)")
     ax.set_xlabel("number of atoms")
     ax.set_ylabel("MAE (kcal/mol)")
