@@ -2,11 +2,12 @@
 
 QDF integrates its energy functional on atom-centred Lebedev grids whose orientation is
 fixed in space, so its energy is rotation invariant only up to the quadrature error.
-Trained on QM9 in the orientation the database stores, the model learns to lean on that
-orientation: on the shipped phase-5 model the validation MAE is 0.0741 eV as stored and
-0.0813 eV for the same molecules randomly rotated. Random rotations in training remove
-that shortcut, so what users get for molecules in any orientation is what validation
-measures.
+Trained on QM9 in the orientation the database stores, a model learns to lean on that
+orientation: the phase-5 model had a validation MAE of 0.0741 eV as stored and 0.0819 eV
+for the same molecules randomly rotated. Random rotations in training remove that
+shortcut, so that validation measures what users get for molecules in any orientation;
+one training cycle with them (phase 6) brought the rotated validation MAE to 0.0736 eV
+(docs/benchmarks/training_qdf_relu_bf16.md).
 """
 
 from typing import Dict, Optional, Sequence
