@@ -13,6 +13,7 @@ one training cycle with them (phase 6) brought the rotated validation MAE to 0.0
 from typing import Dict, Optional, Sequence
 
 import torch
+from scipy.spatial.transform import Rotation
 
 import schnetpack.properties as properties
 from schnetpack.transform import Transform
@@ -25,8 +26,8 @@ def random_rotation_matrix(generator: Optional[torch.Generator] = None,
     """A rotation matrix drawn uniformly from SO(3) (Haar measure).
 
     A unit quaternion with four independent normal components is uniform on the
-    3-sphere, and the quaternion-to-matrix map carries that to the uniform measure on
-    rotations.
+    3-sphere, and SciPy's quaternion-to-matrix map carries that to the uniform measure
+    on rotations. The normals come from torch, so that Lightning's seeding covers them.
 
     Args:
         generator: random number generator (``None``: torch's global one).
@@ -35,15 +36,8 @@ def random_rotation_matrix(generator: Optional[torch.Generator] = None,
     Returns:
         A (3, 3) proper rotation matrix (orthogonal, determinant +1).
     """
-    w, x, y, z = torch.randn(4, generator=generator, dtype=torch.float64).unbind()
-    norm = torch.sqrt(w * w + x * x + y * y + z * z)
-    w, x, y, z = w / norm, x / norm, y / norm, z / norm
-    matrix = torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)]),
-        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)]),
-        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]),
-    ])
-    return matrix.to(dtype)
+    quaternion = torch.randn(4, generator=generator, dtype=torch.float64).numpy()
+    return torch.as_tensor(Rotation.from_quat(quaternion).as_matrix(), dtype=dtype)
 
 
 class RandomRotation(Transform):

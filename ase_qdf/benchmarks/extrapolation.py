@@ -289,7 +289,7 @@ def main(argv: List[str] = None) -> Path:
     parser.add_argument("--precision", choices=("full", "bf16"),
                         help="ase-qdf models: float32 throughout, or bf16 energy functional (default: the model's)")
     parser.add_argument("--orientation", choices=("stored", "random"), default="stored",
-                        help="molecules as QM9 stores them, or each randomly rotated (seed 2718)")
+                        help=f"molecules as QM9 stores them, or each randomly rotated (seed {ORIENTATION_SEED})")
     parser.add_argument("--out-dir", default="docs/benchmarks", type=Path)
     parser.add_argument("--report-only", action="store_true", help="only redraw table and plots")
     args = parser.parse_args(argv)

@@ -19,20 +19,18 @@ spktrain experiment=qdf_qm9_relu_finetune run.path=$RUNS run.id=qdf_relu_bf16_fi
   task.init_from=$RUNS/qdf_qm9_phase1.pt
 qdf export $RUNS/qdf_relu_bf16_finetune/best_model $RUNS/qdf_qm9_phase2.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_finetune
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase3 run.path=$RUNS run.id=qdf_relu_phase3 \
-  logger=csv task.init_from=$RUNS/qdf_qm9_phase2.pt data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/qdf_relu_phase3/best_model $RUNS/qdf_qm9_phase3.pt --trust-pickle \
-  --meta experiment=qdf_qm9_relu_phase3
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase4 run.path=$RUNS run.id=qdf_relu_phase4 \
-  logger=csv task.init_from=$RUNS/qdf_qm9_phase3.pt data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/qdf_relu_phase4/best_model $RUNS/qdf_qm9_phase4.pt --trust-pickle \
-  --meta experiment=qdf_qm9_relu_phase4
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase5 run.path=$RUNS run.id=qdf_relu_phase5 \
-  logger=csv task.init_from=$RUNS/qdf_qm9_phase4.pt data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/qdf_relu_phase5/best_model $RUNS/qdf_qm9_phase5.pt --trust-pickle \
-  --meta experiment=qdf_qm9_relu_phase5
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase6 run.path=$RUNS run.id=qdf_relu_phase6 \
-  logger=csv task.init_from=$RUNS/qdf_qm9_phase5.pt data.num_workers=0 data.num_val_workers=0
+# phases 3-6: one cosine cycle each from the previous phase's export, on the CPU's threads
+cycle() {  # cycle N: train qdf_qm9_relu_phaseN from the phase N-1 export
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase$1 run.path=$RUNS \
+    run.id=qdf_relu_phase$1 logger=csv task.init_from=$RUNS/qdf_qm9_phase$(($1 - 1)).pt \
+    data.num_workers=0 data.num_val_workers=0
+}
+for n in 3 4 5; do
+  cycle $n
+  qdf export $RUNS/qdf_relu_phase$n/best_model $RUNS/qdf_qm9_phase$n.pt --trust-pickle \
+    --meta experiment=qdf_qm9_relu_phase$n
+done
+cycle 6
 qdf export $RUNS/qdf_relu_phase6/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_phase6 --meta status=interim --register qdf_qm9
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
