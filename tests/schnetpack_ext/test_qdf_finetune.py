@@ -108,6 +108,39 @@ def test_phase6_recipe_rotates_training_molecules_only():
     assert isinstance(rotation, RandomRotation) and rotation.seed is None
 
 
+def test_phase8_recipe_validates_on_fixed_rotations():
+    """Phase 8 = phase 6's recipe with a seeded rotation in the validation transforms: the
+    validation set is rotated, and rotated the same way every epoch."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    from schnetpack_ext.transform import RandomRotation
+
+    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
+        cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase8"])
+        phase6 = compose("train", overrides=["experiment=qdf_qm9_relu_phase6"])
+    assert cfg.run.experiment == "qdf_qm9_relu_phase8"
+    for key in ("globals", "trainer", "task", "model"):
+        assert cfg[key] == phase6[key], key
+    assert cfg.data.train_transforms == phase6.data.train_transforms
+    data = instantiate(cfg.data, datapath="unused.db", split_file="unused.npz")
+    val = [type(t).__name__ for t in data.val_transforms]
+    assert val == ["RemoveOffsets", "RandomRotation", "MatScipyNeighborList", "CastTo32"]
+    rotation = data.val_transforms[1]
+    assert isinstance(rotation, RandomRotation) and rotation.seed == 2718
+    molecule = {
+        "_idx": torch.tensor([7]),
+        "_positions": torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [0.0, 1.4, 0.3]]),
+        "_cell": torch.zeros(1, 3, 3),
+    }
+    first = rotation({k: v.clone() for k, v in molecule.items()})["_positions"]
+    again = rotation({k: v.clone() for k, v in molecule.items()})["_positions"]
+    torch.testing.assert_close(first, again)  # the same rotation each epoch
+    assert not torch.allclose(first, molecule["_positions"], atol=1e-3)  # and a real one
+    # training molecules get a fresh rotation per draw
+    assert data.train_transforms[1].seed is None
+
+
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
     """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
     checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""
