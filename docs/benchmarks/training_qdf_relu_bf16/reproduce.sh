@@ -33,7 +33,8 @@ for n in 3 4 5 6; do
 done
 cycle 7
 qdf export $RUNS/qdf_relu_phase7/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle \
-  --meta experiment=qdf_qm9_relu_phase7 --meta status=interim --register qdf_qm9
+  --meta experiment=qdf_qm9_relu_phase7 --meta status=interim --meta init_from=$RUNS/qdf_qm9_phase6.pt \
+  --meta augmentation=RandomRotation --register qdf_qm9
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
 qdf benchmark extrapolation --model qdf_qm9_shipped_random=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1 \
   --orientation random
