@@ -141,6 +141,23 @@ def test_phase8_recipe_validates_on_fixed_rotations():
     assert data.train_transforms[1].seed is None
 
 
+def test_phase9_recipe_is_phase8_under_its_own_name_and_the_l1_pilot_differs_in_the_loss():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
+        phase8 = compose("train", overrides=["experiment=qdf_qm9_relu_phase8"])
+        phase9 = compose("train", overrides=["experiment=qdf_qm9_relu_phase9"])
+        pilot = compose("train", overrides=["experiment=qdf_qm9_relu_l1_pilot"])
+    assert phase9.run.experiment == "qdf_qm9_relu_phase9"
+    phase9.run.experiment = phase8.run.experiment
+    assert phase9 == phase8
+    assert pilot.task.outputs[0].loss_fn._target_ == "torch.nn.L1Loss"
+    assert phase8.task.outputs[0].loss_fn._target_ == "torch.nn.MSELoss"
+    pilot.task.outputs[0].loss_fn._target_ = "torch.nn.MSELoss"
+    pilot.run.experiment = phase8.run.experiment
+    assert pilot == phase8  # nothing else differs
+
+
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
     """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
     checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""
