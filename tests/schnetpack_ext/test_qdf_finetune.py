@@ -57,11 +57,24 @@ def test_init_from_a_different_architecture_is_refused(tmp_path):
     assert "n_atom_basis: 8 in the file, 16 in the model" in other.stdout + other.stderr
 
 
-def test_phase4_recipe_composes_with_weight_averaging():
+def _compose(*experiments):
+    """The composed ``spktrain`` configs of the named experiments."""
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
-        cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase4"])
+        return [compose("train", overrides=[f"experiment={name}"]) for name in experiments]
+
+
+def _assert_same_recipe_under_own_name(cfg, other, name):
+    """``cfg`` is ``other`` except for ``run.experiment``, which is ``name``."""
+    assert cfg.run.experiment == name
+    cfg = cfg.copy()
+    cfg.run.experiment = other.run.experiment
+    assert cfg == other
+
+
+def test_phase4_recipe_composes_with_weight_averaging():
+    (cfg,) = _compose("qdf_qm9_relu_phase4")
     assert cfg.callbacks.ema._target_ == "schnetpack.train.ExponentialMovingAverage"
     assert cfg.callbacks.ema.decay == 0.999
     assert cfg.trainer.max_epochs == 30 and cfg.task.scheduler_args.T_max == 30
@@ -69,11 +82,7 @@ def test_phase4_recipe_composes_with_weight_averaging():
 
 
 def test_14_point_relu_recipe_is_the_shipped_recipe_on_a_coarser_grid():
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
-        coarse = compose("train", overrides=["experiment=qdf_qm9_relu14"])
-        shipped = compose("train", overrides=["experiment=qdf_qm9_relu"])
+    coarse, shipped = _compose("qdf_qm9_relu14", "qdf_qm9_relu")
     rep, ref = coarse.model.representation, shipped.model.representation
     assert (rep.lebedev_order, rep.n_radial) == (5, 1) and (ref.lebedev_order, ref.n_radial) == (11, 2)
     for key in ("activation", "n_atom_basis", "n_functional_layers", "mixed_precision", "grid_radius"):
@@ -82,18 +91,12 @@ def test_14_point_relu_recipe_is_the_shipped_recipe_on_a_coarser_grid():
 
 
 def test_phase6_recipe_rotates_training_molecules_only():
-    from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
 
     from schnetpack_ext.transform import RandomRotation
 
-    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
-        cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase6"])
-        phase4 = compose("train", overrides=["experiment=qdf_qm9_relu_phase4"])
-        phase7 = compose("train", overrides=["experiment=qdf_qm9_relu_phase7"])
-    assert phase7.run.experiment == "qdf_qm9_relu_phase7"
-    phase7.run.experiment = cfg.run.experiment
-    assert phase7 == cfg  # the same recipe under its own name
+    cfg, phase4, phase7 = _compose("qdf_qm9_relu_phase6", "qdf_qm9_relu_phase4", "qdf_qm9_relu_phase7")
+    _assert_same_recipe_under_own_name(phase7, cfg, "qdf_qm9_relu_phase7")
     for key in ("globals", "trainer", "task", "model"):
         if key == "task":
             assert cfg.task.scheduler_args == phase4.task.scheduler_args
@@ -111,14 +114,11 @@ def test_phase6_recipe_rotates_training_molecules_only():
 def test_phase8_recipe_validates_on_fixed_rotations():
     """Phase 8 = phase 6's recipe with a seeded rotation in the validation transforms: the
     validation set is rotated, and rotated the same way every epoch."""
-    from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
 
     from schnetpack_ext.transform import RandomRotation
 
-    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
-        cfg = compose("train", overrides=["experiment=qdf_qm9_relu_phase8"])
-        phase6 = compose("train", overrides=["experiment=qdf_qm9_relu_phase6"])
+    cfg, phase6 = _compose("qdf_qm9_relu_phase8", "qdf_qm9_relu_phase6")
     assert cfg.run.experiment == "qdf_qm9_relu_phase8"
     for key in ("globals", "trainer", "task", "model"):
         assert cfg[key] == phase6[key], key
@@ -142,20 +142,12 @@ def test_phase8_recipe_validates_on_fixed_rotations():
 
 
 def test_phase9_recipe_is_phase8_under_its_own_name_and_the_l1_pilot_differs_in_the_loss():
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(config_module="schnetpack.configs", version_base="1.2"):
-        phase8 = compose("train", overrides=["experiment=qdf_qm9_relu_phase8"])
-        phase9 = compose("train", overrides=["experiment=qdf_qm9_relu_phase9"])
-        pilot = compose("train", overrides=["experiment=qdf_qm9_relu_l1_pilot"])
-    assert phase9.run.experiment == "qdf_qm9_relu_phase9"
-    phase9.run.experiment = phase8.run.experiment
-    assert phase9 == phase8
+    phase8, phase9, pilot = _compose("qdf_qm9_relu_phase8", "qdf_qm9_relu_phase9", "qdf_qm9_relu_l1_pilot")
+    _assert_same_recipe_under_own_name(phase9, phase8, "qdf_qm9_relu_phase9")
     assert pilot.task.outputs[0].loss_fn._target_ == "torch.nn.L1Loss"
     assert phase8.task.outputs[0].loss_fn._target_ == "torch.nn.MSELoss"
     pilot.task.outputs[0].loss_fn._target_ = "torch.nn.MSELoss"
-    pilot.run.experiment = phase8.run.experiment
-    assert pilot == phase8  # nothing else differs
+    _assert_same_recipe_under_own_name(pilot, phase8, "qdf_qm9_relu_l1_pilot")  # nothing else differs
 
 
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
