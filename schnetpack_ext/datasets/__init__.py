@@ -1,6 +1,7 @@
 """Datasets and data modules for SchNetPack."""
 
 from .qm9pack import (
+    InMemoryASEAtomsData,
     QM9PackDataError,
     QM9PACK_ATOMREFS_HARTREE,
     QM9PACK_SUBSETS,
@@ -17,6 +18,7 @@ from .qm9pack import (
 )
 
 __all__ = [
+    "InMemoryASEAtomsData",
     "QM9PackDataError",
     "QM9PACK_ATOMREFS_HARTREE",
     "QM9PACK_SUBSETS",

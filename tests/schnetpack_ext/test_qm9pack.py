@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from ase.units import Hartree
 
 from schnetpack.data import ASEAtomsData
@@ -85,6 +86,40 @@ def test_datamodule_cache_reuse_and_split(qdf_cache_dir, tmp_path, monkeypatch):
     assert dm2.train_idx == dm.train_idx
     batch = next(iter(dm2.train_dataloader()))
     assert batch["energy_U0"].shape == (4,)
+
+
+def test_in_memory_data_gives_the_database_values_every_time(qdf_cache_dir, tmp_path, monkeypatch):
+    from schnetpack.transform import CastTo32, MatScipyNeighborList, RemoveOffsets
+
+    from schnetpack_ext.datasets import InMemoryASEAtomsData
+
+    monkeypatch.chdir(tmp_path)
+
+    def module(in_memory):
+        # RemoveOffsets changes the energy in place: a store that handed out its own
+        # tensors would lose the offset again on every access
+        transforms = [RemoveOffsets("energy_U0", remove_mean=True, remove_atomrefs=True),
+                      MatScipyNeighborList(cutoff=4.75), CastTo32()]
+        dm = QM9Pack(subset="under14", max_molecules=30, batch_size=4, num_workers=0,
+                     in_memory=in_memory, transforms=transforms)
+        dm.setup()
+        return dm
+
+    plain, kept = module(False), module(True)
+    assert not isinstance(plain.dataset, InMemoryASEAtomsData)
+    assert isinstance(kept.dataset, InMemoryASEAtomsData)
+    assert kept.train_idx == plain.train_idx and kept.val_idx == plain.val_idx
+    for _ in range(3):  # first read, then from memory
+        for i in range(len(plain.train_dataset)):
+            a, b = plain.train_dataset[i], kept.train_dataset[i]
+            assert a.keys() == b.keys()
+            for key in a:
+                assert torch.equal(a[key], b[key]), key
+    # one store for the whole database, shared by the splits
+    assert kept.val_dataset._store is kept.train_dataset._store is kept.dataset._store
+    assert len(kept.dataset._store) == len(kept.train_dataset)
+    kept.val_dataset[0]
+    assert len(kept.dataset._store) == len(kept.train_dataset) + 1
 
 
 def test_over15_is_all_test(tmp_path, monkeypatch):
