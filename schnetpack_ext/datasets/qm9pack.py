@@ -306,8 +306,7 @@ class InMemoryASEAtomsData(ASEAtomsData):
     (:meth:`subset`, the train/val/test splits) share the one store. Each data-loader
     worker process fills its own.
 
-    Args:
-        *args, **kwargs: as :class:`~schnetpack.data.ASEAtomsData`.
+    Arguments are those of :class:`~schnetpack.data.ASEAtomsData`.
     """
 
     def __init__(self, *args, **kwargs):
