@@ -76,17 +76,6 @@ def test_resume_from_last_checkpoint(run_dir):
     assert last["epoch"] == 1
 
 
-def test_last_checkpoint_is_the_last_epoch_even_without_improvement(tmp_path):
-    # the baselines use the shared `last_checkpoint` callbacks config, as the QDF runs do:
-    # with a best-checkpoint rule that keeps epoch 0 (highest validation loss unless it
-    # rises), last.ckpt must still hold the last epoch, so a re-run resumes from there
-    proc = spktrain(tmp_path, "last", "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    checkpoints = tmp_path / "runs" / "last" / "checkpoints"
-    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
-    assert sorted(p.name for p in checkpoints.glob("last*")) == ["last.ckpt"]
-
-
 def test_plain_atomistic_task_fails_in_spktrain(tmp_path):
     """Without the fix, spktrain crashes at trainer.test(ckpt_path="best")."""
     proc = spktrain(tmp_path, "plain", "task._target_=schnetpack.AtomisticTask", "~trainer.plugins")
