@@ -153,6 +153,14 @@ def test_phases_9_and_10_are_phase8_under_their_own_names_and_the_l1_pilot_diffe
     _assert_same_recipe_under_own_name(pilot, phase8, "qdf_qm9_relu_l1_pilot")  # nothing else differs
 
 
+def test_low_lr_phase10_differs_from_phase10_only_in_the_peak_learning_rate():
+    phase10, low_lr = _compose("qdf_qm9_relu_phase10", "qdf_qm9_relu_phase10_low_lr")
+    assert phase10.task.optimizer_args.lr == 3e-4
+    assert low_lr.task.optimizer_args.lr == 1e-4
+    low_lr.globals.lr = phase10.globals.lr
+    _assert_same_recipe_under_own_name(low_lr, phase10, "qdf_qm9_relu_phase10_low_lr")
+
+
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
     """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
     checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""
