@@ -20,6 +20,14 @@ TINY_QDF = [
     "model.output_modules.1.n_layers=1",
 ]
 
+# a SchNet small enough for a test run of schnet_qm9_under14 in seconds
+TINY_SCHNET = [
+    "data.max_molecules=100",
+    "data.batch_size=16",
+    "model.representation.n_atom_basis=16",
+    "model.representation.n_interactions=1",
+]
+
 
 def run_spktrain(workdir: Path, run_id: str, experiment: str, *overrides: str,
                  timeout: int = 600) -> subprocess.CompletedProcess:

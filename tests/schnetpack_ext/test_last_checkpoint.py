@@ -11,14 +11,7 @@ loss rises, so only ``last_checkpoint`` can have written the last epoch.
 import pytest
 import torch
 
-from .spktrain_runner import TINY_QDF, run_spktrain
-
-TINY_SCHNET = [
-    "data.max_molecules=100",
-    "data.batch_size=16",
-    "model.representation.n_atom_basis=16",
-    "model.representation.n_interactions=1",
-]
+from .spktrain_runner import TINY_QDF, TINY_SCHNET, run_spktrain
 
 
 @pytest.mark.parametrize(

@@ -8,17 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from .spktrain_runner import run_spktrain, spk_energy_of_qm9_molecule
+from .spktrain_runner import TINY_SCHNET, run_spktrain, spk_energy_of_qm9_molecule
 
-TINY = [
-    "data.max_molecules=100",
-    "data.batch_size=16",
-    "trainer.max_epochs=1",
-    "model.representation.n_atom_basis=16",
-    "model.representation.n_interactions=1",
-    "print_config=False",
-    "logger=csv",
-]
+TINY = [*TINY_SCHNET, "trainer.max_epochs=1", "print_config=False", "logger=csv"]
 
 
 def spktrain(workdir: Path, run_id: str, *overrides: str) -> subprocess.CompletedProcess:
