@@ -142,17 +142,15 @@ def test_phase8_recipe_validates_on_fixed_rotations():
 
 
 def test_phases_9_to_13_are_phase8_under_their_own_names_and_the_l1_pilot_differs_in_the_loss():
-    phase8, phase9, phase10, phase11, phase12, phase13, pilot = _compose(
-        "qdf_qm9_relu_phase8", "qdf_qm9_relu_phase9", "qdf_qm9_relu_phase10", "qdf_qm9_relu_phase11",
-        "qdf_qm9_relu_phase12", "qdf_qm9_relu_phase13", "qdf_qm9_relu_l1_pilot")
-    _assert_same_recipe_under_own_name(phase9, phase8, "qdf_qm9_relu_phase9")
-    _assert_same_recipe_under_own_name(phase10, phase8, "qdf_qm9_relu_phase10")
-    # the low-lr comparison of phase 10 ended higher, so phase 11 keeps the peak of 3e-4
-    _assert_same_recipe_under_own_name(phase11, phase8, "qdf_qm9_relu_phase11")
+    names = [f"qdf_qm9_relu_phase{n}" for n in range(8, 14)]
+    phase8, *later = _compose(*names)
+    phase10, phase11 = later[1], later[2]
+    for phase, name in zip(later, names[1:]):
+        _assert_same_recipe_under_own_name(phase, phase8, name)
+    # the low-lr comparison of phase 10 ended higher, so phase 11 on keeps the peak of 3e-4
     assert phase11.task.optimizer_args.lr == 3e-4
-    _assert_same_recipe_under_own_name(phase12, phase8, "qdf_qm9_relu_phase12")
-    _assert_same_recipe_under_own_name(phase13, phase8, "qdf_qm9_relu_phase13")
     assert phase10.data.batch_size == 32  # the batch-8 pilot was not adopted
+    (pilot,) = _compose("qdf_qm9_relu_l1_pilot")
     assert pilot.task.outputs[0].loss_fn._target_ == "torch.nn.L1Loss"
     assert phase8.task.outputs[0].loss_fn._target_ == "torch.nn.MSELoss"
     pilot.task.outputs[0].loss_fn._target_ = "torch.nn.MSELoss"
