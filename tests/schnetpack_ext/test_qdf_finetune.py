@@ -5,8 +5,12 @@ export of the first. Tiny sizes: a run at learning rate zero must hold exactly t
 weights, and a real fine-tuning run must end with its trained weights in ``best_model``.
 """
 
+import re
+from pathlib import Path
+
 import torch
 
+import schnetpack_ext
 from ase_qdf.model_io import export_spk_model, read_model_file
 
 from .spktrain_runner import TINY_QDF, run_spktrain
@@ -141,8 +145,14 @@ def test_phase8_recipe_validates_on_fixed_rotations():
     assert data.train_transforms[1].seed is None
 
 
-def test_phases_9_to_13_are_phase8_under_their_own_names_and_the_l1_pilot_differs_in_the_loss():
-    names = [f"qdf_qm9_relu_phase{n}" for n in range(8, 14)]
+def test_later_phases_are_phase8_under_their_own_names_and_the_l1_pilot_differs_in_the_loss():
+    # every cycle after phase 8 (phase 9, 10, ... as far as configs exist) repeats its recipe
+    experiments = Path(schnetpack_ext.__file__).parent / "configs" / "experiment"
+    numbers = sorted(int(m.group(1)) for f in experiments.glob("qdf_qm9_relu_phase*.yaml")
+                     if (m := re.fullmatch(r"qdf_qm9_relu_phase(\d+)", f.stem)) and int(m.group(1)) >= 8)
+    assert numbers[:7] == list(range(8, 15)), numbers  # phases 8 to 14 at least, none missing
+    assert numbers == list(range(8, numbers[-1] + 1)), numbers
+    names = [f"qdf_qm9_relu_phase{n}" for n in numbers]
     phase8, *later = _compose(*names)
     phase10, phase11 = later[1], later[2]
     for phase, name in zip(later, names[1:]):
