@@ -565,7 +565,10 @@ def load_qdf_model(
 # Settings that change no weight: a model file may differ from the model it initialises
 # in these (e.g. a run fine-tuned in float32 from one trained with bf16 autocast).
 NON_WEIGHT_SETTINGS = {
-    "representation": ("mixed_precision", "chunk_size", "compute_hk_fields", "lebedev_order"),
+    # the normalisation changes the function, not the weights: a model fine-tuned into
+    # the local normalisation starts from weights trained with the molecule one
+    "representation": ("mixed_precision", "chunk_size", "compute_hk_fields", "lebedev_order",
+                       "normalisation", "local_cutoff", "local_width"),
     "hk": ("mixed_precision", "point_fraction"),
 }
 

@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 
 import schnetpack as spk
 
-__all__ = ["experiment_config", "model_from_experiment", "neighbor_cutoff", "spk_energies", "save_json"]
+__all__ = ["experiment_config", "model_from_experiment", "neighbor_cutoff", "spk_energies", "save_json",
+           "add_model_arguments", "energy_function"]
 
 
 def experiment_config(experiment: str, overrides: Sequence[str] = ()):
@@ -60,3 +61,49 @@ def save_json(result, path: Optional[str]) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(result, f, indent=2)
+
+
+def add_model_arguments(parser, default_experiment: str = "qdf_qm9") -> None:
+    """The options that choose a benchmark's model: a random-weight experiment or a file."""
+    parser.add_argument("--experiment", default=default_experiment, help="random-weight model of this experiment")
+    parser.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
+    parser.add_argument("--model", help="a trained model instead: an ase-qdf .pt file, or a SchNetPack "
+                        "best_model or Lightning .ckpt file (pickled)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow unpickling --model (runs code: own files only)")
+    parser.add_argument("--cutoff", type=float, help="neighbour-list cutoff for --model (default: the model's)")
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+
+
+def energy_function(args, parser):
+    """molecules -> energies (eV) for the model chosen by :func:`add_model_arguments`.
+
+    An ase-qdf ``.pt`` file runs through :func:`ase_qdf.predict_energies` (weights only,
+    the calculator's code); pickled SchNetPack models only with ``--trust-pickle``.
+
+    Returns:
+        (energies, source): the function and a description of the model.
+    """
+    dtype = getattr(torch, args.dtype)
+    if args.model and args.model.endswith(".pt"):
+        from ase_qdf.predict import QDFEngine, predict_energies
+
+        engine = QDFEngine(args.model, device="cpu", dtype=args.dtype)
+        return (lambda molecules: predict_energies(molecules, model=engine)), args.model
+    if args.model:
+        if not args.trust_pickle:
+            parser.error("--model files other than .pt are pickled SchNetPack models; "
+                         "pass --trust-pickle for your own files")
+        if args.model.endswith(".ckpt"):
+            from schnetpack_ext.hk_task import QDFTask
+
+            model = QDFTask.load_from_checkpoint(args.model, map_location="cpu").model
+        else:
+            model = torch.load(args.model, map_location="cpu", weights_only=False)
+        cutoff = args.cutoff or float(model.representation.cutoff)
+        source = args.model
+    else:
+        model = model_from_experiment(args.experiment, args.override)
+        cutoff = neighbor_cutoff(args.experiment, args.override)
+        source = f"{args.experiment} (random weights) {' '.join(args.override)}".strip()
+    model = model.to(dtype).eval()
+    return (lambda molecules: spk_energies(model, molecules, cutoff, dtype=dtype)), source

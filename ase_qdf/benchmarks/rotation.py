@@ -12,7 +12,6 @@ import json
 from typing import Callable, Dict, List, Sequence
 
 import numpy as np
-import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
@@ -77,56 +76,23 @@ def rotation_invariance(
 def main(argv: List[str] = None) -> Dict[str, float]:
     from schnetpack_ext.datasets import qm9pack_atoms
 
-    from .models import model_from_experiment, neighbor_cutoff
+    from .models import add_model_arguments, energy_function
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", default="qdf_qm9", help="random-weight model of this experiment")
-    parser.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
-    parser.add_argument("--model", help="a trained model instead: an ase-qdf .pt file, or a SchNetPack "
-                        "best_model or Lightning .ckpt file (pickled)")
-    parser.add_argument("--trust-pickle", action="store_true", help="allow unpickling --model (runs code: own files only)")
-    parser.add_argument("--cutoff", type=float, help="neighbour-list cutoff for --model (default: the model's)")
+    add_model_arguments(parser)
     parser.add_argument("--subset", default="under14")
     parser.add_argument("--molecules", type=int, default=50)
     parser.add_argument("--rotations", type=int, default=5)
-    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
-
-    dtype = getattr(torch, args.dtype)
-    if args.model and args.model.endswith(".pt"):  # ase-qdf file: weights only, the calculator's code
-        from ase_qdf.predict import QDFEngine, predict_energies
-
-        engine = QDFEngine(args.model, device="cpu", dtype=args.dtype)
-
-        def energies(molecules):
-            return predict_energies(molecules, model=engine)
-    else:
-        if args.model:
-            if not args.trust_pickle:
-                parser.error("--model files other than .pt are pickled SchNetPack models; "
-                             "pass --trust-pickle for your own files")
-            if args.model.endswith(".ckpt"):
-                from schnetpack_ext.hk_task import QDFTask
-
-                model = QDFTask.load_from_checkpoint(args.model, map_location="cpu").model
-            else:
-                model = torch.load(args.model, map_location="cpu", weights_only=False)
-            cutoff = args.cutoff or float(model.representation.cutoff)
-        else:
-            model = model_from_experiment(args.experiment, args.override)
-            cutoff = neighbor_cutoff(args.experiment, args.override)
-        model = model.to(dtype).eval()
-
-        def energies(molecules):
-            return spk_energies(model, molecules, cutoff, dtype=dtype)
+    energies, source = energy_function(args, parser)
 
     rng = np.random.default_rng(1729)
     pool = [atoms for _, atoms, _ in qm9pack_atoms(args.subset)]
     chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=args.molecules, replace=False))]
     result = rotation_invariance(energies, chosen, args.rotations)
     result["dtype"] = args.dtype
-    result["source"] = args.model or f"{args.experiment} (random weights) {' '.join(args.override)}".strip()
+    result["source"] = source
     print(json.dumps(result, indent=2))
     save_json(result, args.json)
     return result

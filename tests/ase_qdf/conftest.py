@@ -9,12 +9,16 @@ TINY_REP = {"n_atom_basis": 16, "n_functional_layers": 2}
 TINY_HK = {"n_hidden": 8, "n_layers": 1}
 
 
-def tiny_model(seed: int = 0, mean: float = -0.25):
-    """A random-weight QDF model with QM9 atomrefs and a non-zero mean per atom."""
+def tiny_model(seed: int = 0, mean: float = -0.25, **representation):
+    """A random-weight QDF model with QM9 atomrefs and a non-zero mean per atom.
+
+    Args:
+        representation: settings of the representation other than ``TINY_REP``'s.
+    """
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        model = build_qdf_model(default_config(TINY_REP, TINY_HK))
+        model = build_qdf_model(default_config({**TINY_REP, **representation}, TINY_HK))
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.05 * torch.randn_like(p))

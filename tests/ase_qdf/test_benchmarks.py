@@ -203,3 +203,36 @@ def test_throughput_times_qdf_inference_through_the_engine_without_the_hk_head(m
     molecules = [molecule(name) for name in ("H2O", "CH4", "HCN", "C2H6")]
     assert throughput.inference_throughput(model, molecules, cutoff=4.75, batch_size=2) > 0
     assert len(calls) == 3  # warm-up + two batches
+
+
+def test_separation_benchmark_tells_local_from_molecule_wide_normalisation(tmp_path, model_path):
+    from ase_qdf.benchmarks import separation
+    from ase_qdf.model_io import load_qdf_model, save_qdf_model
+
+    from tests.ase_qdf.conftest import tiny_model
+
+    options = ["--molecules", "6", "--pairs", "4", "--distance", "30"]
+    paper = separation.main(["--model", str(model_path), *options])
+    assert paper["n_pairs"] == 4 and paper["source"] == str(model_path)
+    # the molecule-wide scale couples two molecules 30 A apart; two copies of one molecule
+    # keep the scale, hence their energy
+    assert paper["mean_abs_delta_meV"] > 1e-3
+    assert paper["copies_mean_abs_delta_meV"] < 1e-6
+
+    local_path = tmp_path / "tiny_local.pt"
+    save_qdf_model(tiny_model(normalisation="local"), local_path)
+    assert load_qdf_model(local_path).representation.normalisation == "local"
+    local = separation.main(["--model", str(local_path), *options])
+    assert local["mean_abs_delta_meV"] < 1e-6 and local["copies_mean_abs_delta_meV"] < 1e-6
+
+
+def test_separated_molecules_do_not_overlap():
+    from ase.build import molecule
+
+    from ase_qdf.benchmarks.separation import separated
+
+    a, b = molecule("CH3CH2OH"), molecule("C6H6")
+    pair = separated(a, b, 12.0)
+    assert len(pair) == len(a) + len(b)
+    gap = pair.positions[len(a):, 0].min() - pair.positions[:len(a), 0].max()
+    assert gap == pytest.approx(12.0)

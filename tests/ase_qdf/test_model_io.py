@@ -249,8 +249,10 @@ def test_export_refuses_an_order_that_is_no_lebedev_rule(tmp_path):
 
 
 def test_load_weights_into_copies_weights_but_not_offsets(model_path):
-    # a model that differs in settings that change no weight (autocast, chunking)
-    target = build_qdf_model(default_config({**TINY_REP, "mixed_precision": "train", "chunk_size": 7}, TINY_HK))
+    # a model that differs in settings that change no weight (autocast, chunking, and the
+    # normalisation: a local-normalisation run starts from molecule-normalised weights)
+    target = build_qdf_model(default_config({**TINY_REP, "mixed_precision": "train", "chunk_size": 7,
+                                             "normalisation": "local"}, TINY_HK))
     target.postprocessors[1].mean.fill_(0.5)
     model_io.load_weights_into(target, model_path)
     source = tiny_model().state_dict()

@@ -26,7 +26,7 @@ def paper_offsets():
 
 
 def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weights=None,
-              orbital_scale=1.0):
+              orbital_scale=1.0, normalisation="molecule", local_cutoff=None, local_width=None):
     """Return per-atom features, density, external potential and grid points.
 
     Args:
@@ -37,6 +37,10 @@ def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weig
         layers: list of (W, b) of the ReLU functional MLP, W of shape (D_out, D_in).
         offsets, weights: grid per atom (paper grid and unit weights by default).
         orbital_scale: factor on psi at the input of the functional (not in the density).
+        normalisation: "molecule" (the paper) or "local": the electron-count scale of
+            column k on the grid of atom A is sum_B s_AB Z_B / (D sum_B s_AB
+            sum_{r in B} w psi_k(r)^2), s_AB the cosine switch of |R_A - R_B|
+            (``local_cutoff``, ``local_width``).
     """
     numbers = np.asarray(numbers)
     positions = np.asarray(positions, dtype=float)
@@ -60,7 +64,14 @@ def qdf_dense(numbers, positions, zeta, coefficients, layers, offsets=None, weig
     psi = phi @ C  # (Ng, D)
     n_electrons = numbers.sum()
     D = C.shape[1]
-    psi = psi * np.sqrt(n_electrons / D / (w[:, None] * psi**2).sum(0))
+    if normalisation == "molecule":
+        psi = psi * np.sqrt(n_electrons / D / (w[:, None] * psi**2).sum(0))
+    else:
+        per_atom = np.zeros((len(numbers), D))
+        np.add.at(per_atom, owner, w[:, None] * psi**2)
+        s = _switch(np.linalg.norm(positions[:, None] - positions[None], axis=-1), local_cutoff, local_width)
+        scale = np.sqrt((s @ numbers)[:, None] / D / (s @ per_atom))  # (n_atoms, D)
+        psi = psi * scale[owner]
 
     h = orbital_scale * psi
     for W, b in layers:

@@ -175,6 +175,16 @@ def test_low_lr_phase10_differs_from_phase10_only_in_the_peak_learning_rate():
     _assert_same_recipe_under_own_name(low_lr, phase10, "qdf_qm9_relu_phase10_low_lr")
 
 
+def test_local_normalisation_run_differs_from_phase14_in_the_normalisation_and_cycle_length():
+    phase14, local = _compose("qdf_qm9_relu_phase14", "qdf_qm9_relu_local")
+    assert local.model.representation.normalisation == "local"
+    assert local.model.representation.local_width == 1.5
+    assert local.trainer.max_epochs == 15 and local.task.scheduler_args.T_max == 15
+    del local.model.representation.normalisation, local.model.representation.local_width
+    local.trainer.max_epochs = phase14.trainer.max_epochs
+    _assert_same_recipe_under_own_name(local, phase14, "qdf_qm9_relu_local")
+
+
 def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
     """SchNetPack's EMA callback (on by default, decay 0.995; phase 4 sets 0.999): validation,
     checkpoints and ``best_model`` hold the moving average of the weights, not the last step."""

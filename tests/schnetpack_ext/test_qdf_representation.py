@@ -67,6 +67,97 @@ def test_fast_path_matches_dense_reference_on_paper_grid(name, orbital_scale, gr
     assert out["density"].sum().item() == pytest.approx(atoms.numbers.sum(), rel=1e-9)
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "inference"])
+@pytest.mark.parametrize("name", ["CH3COF", "CH3CH2OH"])
+def test_local_normalisation_matches_dense_reference(name, grad):
+    # a neighbourhood (2.5 A, switch from 1.0 A) smaller than the molecules, so that
+    # every atom gets its own scale
+    torch.manual_seed(4)
+    rep = QDF(n_atom_basis=16, grid="paper", activation="relu", basis_cutoff=40.0, zeta_min=0.0,
+              normalisation="local", local_cutoff=2.5, local_width=1.5).double()
+    atoms = molecule(name)
+    inputs = spk.atomistic.PairwiseDistances()(converter(rep.cutoff)(atoms))
+    with torch.set_grad_enabled(grad):
+        out = rep(inputs)
+    layers = [(l.weight.detach().numpy(), l.bias.detach().numpy()) for l in rep.functional]
+    features, density, _, _ = qdf_dense(
+        atoms.numbers, atoms.positions, rep.zeta.detach().numpy(), rep.coefficients.detach().numpy(),
+        layers, normalisation="local", local_cutoff=2.5, local_width=1.5,
+    )
+    fast = out["scalar_representation"].detach().numpy()
+    assert np.abs(fast - features).max() / np.abs(features).max() < 1e-5
+    np.testing.assert_allclose(out["density"].detach().numpy(), density, rtol=1e-6, atol=1e-9)
+    # and it is not the molecule normalisation
+    molecule_features, _, _, _ = qdf_dense(
+        atoms.numbers, atoms.positions, rep.zeta.detach().numpy(), rep.coefficients.detach().numpy(), layers)
+    assert np.abs(molecule_features - features).max() > 1e-3 * np.abs(features).max()
+
+
+def _two_molecules(a, b, distance):
+    far = b.copy()
+    far.translate([distance, 0.0, 0.0])
+    return a + far
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4], ids=["one block", "chunked"])
+def test_local_normalisation_is_additive_for_distant_molecules_molecule_normalisation_is_not(chunk_size):
+    torch.manual_seed(5)
+    a, b = molecule("CH3COF"), molecule("H2O")
+    energies = {}
+    for normalisation in ("molecule", "local"):
+        rep = QDF(n_atom_basis=16, activation="relu", normalisation=normalisation, chunk_size=chunk_size)
+        model = build_model(rep)
+        e_a, e_b = energy(model, a, rep.cutoff)[0], energy(model, b, rep.cutoff)[0]
+        # far beyond every cutoff: no pair, no overlap of basis functions
+        e_ab = energy(model, _two_molecules(a, b, 20.0), rep.cutoff)[0]
+        energies[normalisation] = (e_ab, e_a + e_b, abs(e_a) + abs(e_b))
+    e_ab, e_sum, size = energies["local"]
+    assert abs(e_ab - e_sum) < 1e-9 * size
+    e_ab, e_sum, size = energies["molecule"]
+    # the paper's scale is shared by the whole molecule: the water changes the fluoride's energy
+    assert abs(e_ab - e_sum) > 1e-4 * size
+
+
+def test_local_normalisation_equals_molecule_normalisation_within_the_neighbourhood():
+    # every atom of water within local_cutoff - local_width of every other: one scale
+    torch.manual_seed(6)
+    atoms = molecule("H2O")
+    values = []
+    for normalisation in ("molecule", "local"):
+        torch.manual_seed(6)
+        rep = QDF(n_atom_basis=16, normalisation=normalisation, local_width=1.5)
+        values.append(energy(build_model(rep), atoms, rep.cutoff)[0])
+    assert values[1] == pytest.approx(values[0], rel=1e-12)
+
+
+def test_local_normalisation_forces_match_finite_differences():
+    torch.manual_seed(7)
+    # a neighbourhood switch that is active between the atoms: its derivative is in the forces
+    rep = QDF(n_atom_basis=16, normalisation="local", local_cutoff=2.5, local_width=1.5)
+    model = build_model(rep, forces=True)
+    atoms = molecule("CH3OH")
+    atoms.rattle(0.05, seed=2)
+    conv = converter(rep.cutoff)
+    forces = model(conv(atoms))["forces"].detach().numpy()
+    h = 1e-4
+    numeric = np.zeros_like(forces)
+    for i in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            numeric[i, k] = -(energy(model, plus, rep.cutoff)[0] - energy(model, minus, rep.cutoff)[0]) / (2 * h)
+    np.testing.assert_allclose(forces, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_local_normalisation_settings_are_checked():
+    with pytest.raises(ValueError, match="normalisation"):
+        QDF(normalisation="atom")
+    with pytest.raises(ValueError, match="neighbour list"):
+        QDF(normalisation="local", local_cutoff=6.0)  # the pairs end at 4.75 A
+    assert QDF(normalisation="local").local_cutoff == QDF().cutoff
+
+
 def test_paper_grid_has_56_points():
     rep = QDF(grid="paper")
     assert rep.n_grid_points == 56
