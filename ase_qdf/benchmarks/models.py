@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 import schnetpack as spk
 
 __all__ = ["experiment_config", "model_from_experiment", "neighbor_cutoff", "spk_energies", "save_json",
-           "add_model_arguments", "energy_function"]
+           "add_model_arguments", "energy_function", "qm9_sample", "finish"]
 
 
 def experiment_config(experiment: str, overrides: Sequence[str] = ()):
@@ -107,3 +107,21 @@ def energy_function(args, parser):
         source = f"{args.experiment} (random weights) {' '.join(args.override)}".strip()
     model = model.to(dtype).eval()
     return (lambda molecules: spk_energies(model, molecules, cutoff, dtype=dtype)), source
+
+
+def qm9_sample(subset: str, n: int, seed: int = 1729) -> list:
+    """``n`` random molecules of a ``qm9pack`` subset (``under14``, ``over15``), in file order."""
+    from schnetpack_ext.datasets import qm9pack_atoms
+
+    rng = np.random.default_rng(seed)
+    pool = [atoms for _, atoms, _ in qm9pack_atoms(subset)]
+    return [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
+
+
+def finish(result: dict, args, source: str) -> dict:
+    """Add the dtype and the model's description to a result, print it, write ``--json``."""
+    result["dtype"] = args.dtype
+    result["source"] = source
+    print(json.dumps(result, indent=2))
+    save_json(result, args.json)
+    return result

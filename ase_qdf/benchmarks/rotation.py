@@ -8,14 +8,11 @@ Usage::
 """
 
 import argparse
-import json
 from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 from ase import Atoms
 from scipy.spatial.transform import Rotation
-
-from .models import save_json, spk_energies
 
 __all__ = ["rotated_copies", "rotation_invariance", "main"]
 
@@ -74,9 +71,7 @@ def rotation_invariance(
 
 
 def main(argv: List[str] = None) -> Dict[str, float]:
-    from schnetpack_ext.datasets import qm9pack_atoms
-
-    from .models import add_model_arguments, energy_function
+    from .models import add_model_arguments, energy_function, finish, qm9_sample
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
@@ -87,15 +82,8 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     args = parser.parse_args(argv)
     energies, source = energy_function(args, parser)
 
-    rng = np.random.default_rng(1729)
-    pool = [atoms for _, atoms, _ in qm9pack_atoms(args.subset)]
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=args.molecules, replace=False))]
-    result = rotation_invariance(energies, chosen, args.rotations)
-    result["dtype"] = args.dtype
-    result["source"] = source
-    print(json.dumps(result, indent=2))
-    save_json(result, args.json)
-    return result
+    chosen = qm9_sample(args.subset, args.molecules)
+    return finish(rotation_invariance(energies, chosen, args.rotations), args, source)
 
 
 if __name__ == "__main__":

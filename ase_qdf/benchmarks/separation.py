@@ -12,13 +12,11 @@ normalisation leaves unchanged. Usage::
 """
 
 import argparse
-import json
 from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 from ase import Atoms
 
-from .models import save_json
 
 __all__ = ["separated", "separation_errors", "main"]
 
@@ -74,9 +72,7 @@ def separation_errors(
 
 
 def main(argv: List[str] = None) -> Dict[str, float]:
-    from schnetpack_ext.datasets import qm9pack_atoms
-
-    from .models import add_model_arguments, energy_function
+    from .models import add_model_arguments, energy_function, finish, qm9_sample
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
@@ -88,15 +84,8 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     args = parser.parse_args(argv)
     energies, source = energy_function(args, parser)
 
-    rng = np.random.default_rng(1729)
-    pool = [atoms for _, atoms, _ in qm9pack_atoms(args.subset)]
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=args.molecules, replace=False))]
-    result = separation_errors(energies, chosen, args.pairs, args.distance)
-    result["dtype"] = args.dtype
-    result["source"] = source
-    print(json.dumps(result, indent=2))
-    save_json(result, args.json)
-    return result
+    chosen = qm9_sample(args.subset, args.molecules)
+    return finish(separation_errors(energies, chosen, args.pairs, args.distance), args, source)
 
 
 if __name__ == "__main__":

@@ -130,26 +130,6 @@ def test_local_normalisation_equals_molecule_normalisation_within_the_neighbourh
     assert values[1] == pytest.approx(values[0], rel=1e-12)
 
 
-def test_local_normalisation_forces_match_finite_differences():
-    torch.manual_seed(7)
-    # a neighbourhood switch that is active between the atoms: its derivative is in the forces
-    rep = QDF(n_atom_basis=16, normalisation="local", local_cutoff=2.5, local_width=1.5)
-    model = build_model(rep, forces=True)
-    atoms = molecule("CH3OH")
-    atoms.rattle(0.05, seed=2)
-    conv = converter(rep.cutoff)
-    forces = model(conv(atoms))["forces"].detach().numpy()
-    h = 1e-4
-    numeric = np.zeros_like(forces)
-    for i in range(len(atoms)):
-        for k in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[i, k] += h
-            minus.positions[i, k] -= h
-            numeric[i, k] = -(energy(model, plus, rep.cutoff)[0] - energy(model, minus, rep.cutoff)[0]) / (2 * h)
-    np.testing.assert_allclose(forces, numeric, rtol=1e-5, atol=1e-7)
-
-
 def test_local_normalisation_settings_are_checked():
     with pytest.raises(ValueError, match="normalisation"):
         QDF(normalisation="atom")
@@ -214,9 +194,13 @@ def test_translation_and_permutation_invariance():
     np.testing.assert_allclose(energy(model, permuted, rep.cutoff), e0, rtol=1e-10)
 
 
-def test_forces_match_finite_differences_and_have_no_net_force_or_torque():
+# the local normalisation with a neighbourhood switch active between the atoms: its
+# derivative is part of the forces
+@pytest.mark.parametrize("settings", [{}, {"normalisation": "local", "local_cutoff": 2.5, "local_width": 1.5}],
+                         ids=["molecule", "local"])
+def test_forces_match_finite_differences_and_have_no_net_force_or_torque(settings):
     torch.manual_seed(2)
-    rep = QDF(n_atom_basis=16)
+    rep = QDF(n_atom_basis=16, **settings)
     model = build_model(rep, forces=True)
     atoms = molecule("CH3OH")
     atoms.rattle(0.05, seed=1)
