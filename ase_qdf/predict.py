@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 import schnetpack as spk
 import schnetpack.properties as properties
@@ -42,7 +45,7 @@ from ase_qdf import validation
 from ase_qdf.validation import InvalidMoleculeError, validate_atoms
 
 __all__ = ["MoleculeNeighborList", "QDFEngine", "resolve_model", "resolve_model_or_exit", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV",
-           "PRECISIONS"]
+           "PRECISIONS", "fragment_counts"]
 
 #: QM9 U0 atomrefs (eV) indexed by atomic number (length 100)
 QM9_ATOMREFS_EV = np.asarray(qm9pack_atomrefs_ev(), dtype=np.float64)
@@ -255,6 +258,8 @@ class QDFEngine:
         if not atoms_list:
             return []
         inputs = self.converter(atoms_list)
+        if getattr(self.model.representation, "normalisation", "molecule") == "molecule":
+            _warn_about_fragments(inputs, atoms_list, self.cutoff)
         out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()
         energies = out["energies"].cpu().numpy()
@@ -272,6 +277,37 @@ class QDFEngine:
                 "error": None,
             })
         return results
+
+
+def fragment_counts(inputs: Dict[str, torch.Tensor]) -> np.ndarray:
+    """Pieces of every molecule of a batch: atoms joined by neighbour pairs (within the cutoff).
+
+    Args:
+        inputs: a collated SchNetPack batch with ``idx_i``, ``idx_j`` and ``idx_m``.
+
+    Returns:
+        (n_molecules,) number of connected fragments per molecule.
+    """
+    n_atoms = inputs[properties.Z].shape[0]
+    i, j = inputs[properties.idx_i].cpu().numpy(), inputs[properties.idx_j].cpu().numpy()
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n_atoms, n_atoms))
+    _, labels = connected_components(graph, directed=False)
+    pieces = np.unique(np.stack([inputs[properties.idx_m].cpu().numpy(), labels], 1), axis=0)
+    return np.bincount(pieces[:, 0], minlength=inputs[properties.n_atoms].shape[0])
+
+
+def _warn_about_fragments(inputs: Dict[str, torch.Tensor], atoms_list: Sequence, cutoff: float) -> None:
+    # the paper's normalisation scales the orbitals over the whole Atoms object, so that
+    # separate molecules in one Atoms change each other's energies at any distance
+    counts = fragment_counts(inputs)
+    split = [f"{atoms_list[k].get_chemical_formula()} ({counts[k]} fragments)" for k in np.flatnonzero(counts > 1)]
+    if split:
+        warnings.warn(
+            f"{', '.join(split[:3])}{' and more' if len(split) > 3 else ''}: atoms farther than "
+            f"{cutoff:g} Å apart from the rest; this model normalises its orbitals over the whole "
+            "Atoms object, which couples separate molecules at any distance (about 0.1 eV for the "
+            "shipped model, docs/limitations.md): compute each molecule on its own",
+            UserWarning, stacklevel=3)
 
 
 def _error_result(err: BaseException) -> Dict[str, Any]:

@@ -109,3 +109,29 @@ def test_bf16_precision_is_one_option_for_batch_api_and_calculator(model32):
     atoms.calc = QDFCalculator(model32, device="cpu", precision="bf16")
     assert atoms.get_potential_energy() == pytest.approx(bf16[NAMES.index("CH3CH2OH")], abs=1e-4)
     assert QDFEngine(model32, device="cpu", precision="bf16").precision == "bf16"
+
+
+def test_molecules_in_pieces_are_counted_and_warned_about_with_the_molecule_wide_normalisation(model_path, tmp_path):
+    import warnings
+
+    from ase.build import molecule
+
+    from ase_qdf.model_io import save_qdf_model
+    from ase_qdf.predict import QDFEngine, fragment_counts
+    from tests.ase_qdf.conftest import tiny_model
+
+    water, methanol = molecule("H2O"), molecule("CH3OH")
+    far = methanol.copy()
+    far.translate([20.0, 0.0, 0.0])
+    pair = water + far  # two molecules 20 A apart, one Atoms
+    engine = QDFEngine(model_path, device="cpu")
+    assert fragment_counts(engine.converter([water, pair, methanol])).tolist() == [1, 2, 1]
+    with pytest.warns(UserWarning, match=r"CH6O2 \(2 fragments\).*compute each molecule on its own"):
+        predict_energies([water, pair], model=engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict_energies([water, methanol], model=engine)  # whole molecules: no warning
+        # a model with the local normalisation is additive: nothing to warn about
+        local_path = tmp_path / "local.pt"
+        save_qdf_model(tiny_model(normalisation="local"), local_path)
+        predict_energies([pair], model=local_path)
