@@ -258,7 +258,7 @@ class QDFEngine:
         if not atoms_list:
             return []
         inputs = self.converter(atoms_list)
-        if getattr(self.model.representation, "normalisation", "molecule") == "molecule":
+        if self.model.representation.normalisation == "molecule":
             _warn_about_fragments(inputs, atoms_list, self.cutoff)
         out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()

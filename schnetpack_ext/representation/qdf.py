@@ -607,7 +607,6 @@ class QDF(nn.Module):
         layouts = [MoleculeLayout(idx_m[a0:a1]) if padded_layout else None for a0, a1, _, _ in blocks]
         typed_blocks = [typed if layout is None else layout.pad(typed)
                         for typed, layout in zip(typed_blocks, layouts)]
-        coefficients = self.coefficients.double()
         atom_norm2 = []  # "local": sum_{r in A} w psi_k^2 before scaling, per atom (n, D)
         if local:
             # c_k^T G_A c_k for all atoms and orbitals as one (n, T*T) x (T*T, D) product
@@ -637,6 +636,7 @@ class QDF(nn.Module):
             n_electrons = norm2_orbitals.new_zeros(n_atoms)
             n_electrons.index_add_(0, idx_i, pair_weights * atomic_numbers[idx_j].double())
         else:
+            coefficients = self.coefficients.double()
             norm2_orbitals = (torch.matmul(gram_molecule, coefficients) * coefficients).sum(1)
             n_electrons = norm2_orbitals.new_zeros(n_molecules)
             n_electrons.index_add_(0, idx_m, atomic_numbers.double())
