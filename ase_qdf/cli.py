@@ -355,6 +355,9 @@ def _density(args) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf density: cannot load the model: {err}", file=sys.stderr)
         return 2
+    except NotImplementedError as err:
+        print(f"qdf density: {err}", file=sys.stderr)
+        return 2
     if args.line is None:
         grid = density.regular_grid(atoms, args.spacing, args.margin)
         data = density.field_on_grid(fields, grid, kind)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import NamedTuple, Tuple
 
 import numpy as np
+import torch
+from schnetpack import properties
 
 from schnetpack_ext.representation.qdf_fields import QDFFields
 
@@ -99,12 +101,18 @@ def molecule_fields(atoms, model=None, device="cpu", dtype="float64", **kwargs) 
         InvalidMoleculeError: the molecule is outside the model's domain.
     """
     from ase_qdf.model_io import _canonical_parts
-    from ase_qdf.predict import resolve_model
+    from ase_qdf.predict import resolve_model, warn_about_fragments
 
     validate_atoms(atoms)
     resolved = resolve_model(model, device=device, dtype=dtype)
     hk = _canonical_parts(resolved)[2]
-    return QDFFields(resolved.representation, atoms.numbers, atoms.get_positions(), hk=hk, **kwargs)
+    fields = QDFFields(resolved.representation, atoms.numbers, atoms.get_positions(), hk=hk, **kwargs)
+    # the same warning as the energy path, on the pairs the fields have already found
+    idx_i, idx_j, _ = fields._pairs
+    pairs = {properties.Z: fields.numbers, properties.idx_i: idx_i, properties.idx_j: idx_j,
+             properties.idx_m: torch.zeros_like(fields.numbers), properties.n_atoms: torch.tensor([len(atoms)])}
+    warn_about_fragments(pairs, [atoms], fields.rep.cutoff)
+    return fields
 
 
 def field_at(fields: QDFFields, points, kind: str = "density") -> np.ndarray:

@@ -259,7 +259,7 @@ class QDFEngine:
             return []
         inputs = self.converter(atoms_list)
         if self.model.representation.normalisation == "molecule":
-            _warn_about_fragments(inputs, atoms_list, self.cutoff)
+            warn_about_fragments(inputs, atoms_list, self.cutoff)
         out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()
         energies = out["energies"].cpu().numpy()
@@ -296,7 +296,8 @@ def fragment_counts(inputs: Dict[str, torch.Tensor]) -> np.ndarray:
     return np.bincount(pieces[:, 0], minlength=inputs[properties.n_atoms].shape[0])
 
 
-def _warn_about_fragments(inputs: Dict[str, torch.Tensor], atoms_list: Sequence, cutoff: float) -> None:
+def warn_about_fragments(inputs: Dict[str, torch.Tensor], atoms_list: Sequence, cutoff: float) -> None:
+    """UserWarning naming the molecules of a batch that fall into pieces farther apart than ``cutoff``."""
     # the paper's normalisation scales the orbitals over the whole Atoms object, so that
     # separate molecules in one Atoms change each other's energies at any distance
     counts = fragment_counts(inputs)

@@ -98,6 +98,13 @@ class QDFFields:
         potential_cutoff: float = 6.0,
         hk: Optional[nn.Module] = None,
     ):
+        if representation.normalisation != "molecule":
+            # the "local" scale belongs to each atom's grid ball; between the balls (where
+            # the density output is evaluated) the model defines no orbital scale
+            raise NotImplementedError(
+                f"QDFFields needs a model with the paper's molecule-wide orbital normalisation; "
+                f"this model uses normalisation={representation.normalisation!r}, whose orbital "
+                "scale is defined only on each atom's own grid points")
         self.rep = representation
         self.hk = hk
         self.device = representation.coefficients.device

@@ -31,8 +31,12 @@ def test_rotation_benchmark_and_report(tmp_path):
     (tmp_path / "scaling.json").write_text(json.dumps([
         {"n_atoms": 10, "n_pairs": 90, "seconds": 0.01, "ms_per_atom": 1.0, "peak_rss_MiB": 500.0, "kiB_per_atom": 10.0},
     ]))
+    (tmp_path / "separation_tiny.json").write_text(json.dumps(
+        {"mean_abs_delta_meV": 108.2, "max_abs_delta_meV": 429.4, "copies_mean_abs_delta_meV": 0.0,
+         "n_pairs": 100, "distance_A": 50.0, "dtype": "float64", "source": "tiny.pt"}))
     text = report.write_report(tmp_path).read_text()
     assert "Rotation invariance" in text and "| 10 | 90 |" in text
+    assert "| tiny.pt | float64 | 100 | 50 | 108.2 | 429.4 | 0 |" in text
 
 
 def test_extrapolation_benchmark_writes_table_and_plots(tmp_path, model_path):

@@ -179,3 +179,28 @@ def test_bad_input(model_path, model64, tmp_path, capsys):
     assert cli.main(["density", path, "--spacing", "0", "-o", str(tmp_path / "x.cube"),
                      "--model", str(model_path)]) == 2
     assert not (tmp_path / "x.cube").exists()
+
+
+def test_fragments_warn_and_local_models_are_refused(model64, methanol, tmp_path):
+    import warnings
+
+    from tests.ase_qdf.conftest import tiny_model
+
+    far = methanol.copy()
+    far.translate([20.0, 0.0, 0.0])
+    pair = molecule("H2O") + far  # two molecules 20 A apart, one Atoms: coupled by the normalisation
+    with pytest.warns(UserWarning, match=r"CH6O2 \(2 fragments\).*compute each molecule on its own"):
+        density.molecule_fields(pair, model=model64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        density.molecule_fields(methanol, model=model64)  # one molecule: no warning
+    # the local normalisation has no orbital scale between the atoms' grid balls
+    local = tiny_model(normalisation="local")
+    with pytest.raises(NotImplementedError, match="normalisation='local'"):
+        density.molecule_fields(methanol, model=local)
+    from ase_qdf.model_io import save_qdf_model
+
+    save_qdf_model(local, tmp_path / "local.pt")
+    assert cli.main(["density", _xyz(tmp_path, [methanol]), "-o", str(tmp_path / "x.cube"),
+                     "--model", str(tmp_path / "local.pt")]) == 2
+    assert not (tmp_path / "x.cube").exists()
