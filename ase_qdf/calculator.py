@@ -50,10 +50,10 @@ class QDFCalculator(Calculator):
         precision: arithmetic of the energy functional: None (as the model file
             says), ``"full"`` or ``"bf16"`` (faster, slightly less accurate; see
             :class:`ase_qdf.predict.QDFEngine`).
-        lebedev_order: evaluate on a finer Lebedev grid than the model's own
-            (None): 17 makes the shipped model's energy far less orientation
-            dependent (7 meV instead of 28 meV mean) at 2.2× the cost; advised for
-            geometry optimisation and MD (``docs/model_card.md``).
+        lebedev_order: evaluate on another Lebedev grid than the model file's own
+            (None). The shipped file uses order 17 (its weights were trained on 11):
+            ``lebedev_order=11`` is about 2× faster but makes the energy about 3×
+            more orientation dependent (``docs/model_card.md``).
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
     """
 

@@ -229,8 +229,9 @@ class QDFEngine:
             with native bf16, see :func:`evaluate_batch`).
         lebedev_order: evaluate on a Lebedev grid of this angular order instead
             of the model's own (None). A higher order shrinks the orientation
-            dependence of a ReLU model at a proportional cost (the shipped model:
-            28 meV mean at its order 11, 7 meV at 17; ``docs/model_card.md``).
+            dependence of a ReLU model at a proportional cost (the shipped file's
+            weights: about 27 meV mean on order 11, their training grid, 10 meV on
+            order 17, the file's own; ``docs/model_card.md``).
             A module passed as ``model`` is copied, not changed.
     """
 

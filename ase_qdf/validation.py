@@ -30,11 +30,12 @@ SUPPORTED_NUMBERS = SUPPORTED_ELEMENTS
 SUPPORTED_SYMBOLS = tuple(chemical_symbols[z] for z in SUPPORTED_NUMBERS)
 #: two atoms closer than this (Å) are rejected
 MIN_DISTANCE = 0.5
-#: molecules with more atoms are refused before any work is done (memory grows about
-#: 0.6 MiB per atom for energy + forces, so 20,000 atoms take about 12 GiB); raise it
+#: molecules with more atoms are refused before any work is done (memory for energy +
+#: forces grows about 0.6 MiB per atom on Lebedev order 11 and 2.5-3x that on order 17, the
+#: shipped file's grid, so 10,000 atoms take about 15 GiB there); raise it
 #: (``ase_qdf.validation.MAX_ATOMS = ...`` or ``validate_atoms(..., max_atoms=...)``)
 #: on a machine with the memory for it
-MAX_ATOMS = 20_000
+MAX_ATOMS = 10_000
 _TOL = 1e-8
 
 

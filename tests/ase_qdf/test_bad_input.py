@@ -91,7 +91,7 @@ CASES = [
     ("triplet_multiplicity", lambda: _set(molecule("H2O"), multiplicity=3), "spin", r"multiplicity 3"),
     ("initial_magnetic_moments", _magmoms, "spin", r"magnetic moments on atoms \[1\]"),
     ("odd_electron_count", _radical, "odd_electrons", r"odd electron count \(9\)"),
-    ("100000_atoms", _huge, "too_large", r"100000 atoms is more than the limit of 20000"),
+    ("100000_atoms", _huge, "too_large", r"100000 atoms is more than the limit of 10000"),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -267,7 +267,7 @@ def test_size_limit_is_adjustable(model64):
         from ase_qdf.validation import validate_atoms
 
         validate_atoms(atoms, max_atoms=10)
-    assert MAX_ATOMS == 20_000
+    assert MAX_ATOMS == 10_000
 
 
 def test_batches_are_cut_at_the_atom_budget(model32, monkeypatch):
