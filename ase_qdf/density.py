@@ -108,7 +108,7 @@ def molecule_fields(atoms, model=None, device="cpu", dtype="float64", **kwargs) 
     hk = _canonical_parts(resolved)[2]
     fields = QDFFields(resolved.representation, atoms.numbers, atoms.get_positions(), hk=hk, **kwargs)
     # the same warning as the energy path, on the pairs the fields have already found
-    idx_i, idx_j, _ = fields._pairs
+    idx_i, idx_j = fields.atom_pairs
     pairs = {properties.Z: fields.numbers, properties.idx_i: idx_i, properties.idx_j: idx_j,
              properties.idx_m: torch.zeros_like(fields.numbers), properties.n_atoms: torch.tensor([len(atoms)])}
     warn_about_fragments(pairs, [atoms], fields.rep.cutoff)

@@ -45,7 +45,7 @@ from ase_qdf import validation
 from ase_qdf.validation import InvalidMoleculeError, validate_atoms
 
 __all__ = ["MoleculeNeighborList", "QDFEngine", "resolve_model", "resolve_model_or_exit", "evaluate_batch", "predict", "predict_energies", "QM9_ATOMREFS_EV",
-           "PRECISIONS", "fragment_counts"]
+           "PRECISIONS", "fragment_counts", "warn_about_fragments"]
 
 #: QM9 U0 atomrefs (eV) indexed by atomic number (length 100)
 QM9_ATOMREFS_EV = np.asarray(qm9pack_atomrefs_ev(), dtype=np.float64)

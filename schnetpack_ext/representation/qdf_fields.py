@@ -136,6 +136,11 @@ class QDFFields:
         idx_i, idx_j = idx_i[order], idx_j[order]
         return idx_i, idx_j, self.positions[idx_j] - self.positions[idx_i]
 
+    @property
+    def atom_pairs(self):
+        """(idx_i, idx_j): atom pairs within the representation cutoff, self pairs included."""
+        return self._pairs[0], self._pairs[1]
+
     def _pair_blocks(self, n_pairs: int):
         block = max(1, self.chunk_size // max(1, self.rep.n_grid_points))
         return [(p, min(p + block, n_pairs)) for p in range(0, n_pairs, block)]
