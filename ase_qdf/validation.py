@@ -31,8 +31,8 @@ SUPPORTED_SYMBOLS = tuple(chemical_symbols[z] for z in SUPPORTED_NUMBERS)
 #: two atoms closer than this (Å) are rejected
 MIN_DISTANCE = 0.5
 #: molecules with more atoms are refused before any work is done (memory for energy +
-#: forces grows about 0.6 MiB per atom on Lebedev order 11 and 2.5-3x that on order 17, the
-#: shipped file's grid, so 10,000 atoms take about 15 GiB there); raise it
+#: forces grows about 0.6 MiB per atom on Lebedev order 11 and 1.1 MiB on order 17, the
+#: shipped file's grid: 10,001 atoms take 6.3 and 10.9 GiB); raise it
 #: (``ase_qdf.validation.MAX_ATOMS = ...`` or ``validate_atoms(..., max_atoms=...)``)
 #: on a machine with the memory for it
 MAX_ATOMS = 10_000
