@@ -116,6 +116,9 @@ class QDFFields:
         self.n_electrons = float(self.numbers.sum())
         with torch.no_grad():
             self.rows = representation.element_rows(self.numbers)
+            # atom pairs within the cutoff, found once: the basis normalisation, the fields
+            # and the density path's fragment check all read them
+            self._pairs = self._atom_pairs()
             self.inv_norm = self._basis_normalisation()
             self.coefficients = representation.coefficients.detach().double()  # (T, D)
             # model normalisation: Gram matrix of the typed basis on the model grid
@@ -147,8 +150,7 @@ class QDFFields:
 
     def _basis_normalisation(self) -> torch.Tensor:
         """1 / sqrt(sum_g w phi^2) per orbital (atom, slot), as in the model."""
-        idx_i, idx_j, r_ij = self._atom_pairs()
-        self._pairs = (idx_i, idx_j, r_ij)
+        idx_i, idx_j, r_ij = self._pairs
         n_atoms = self.numbers.shape[0]
         rows_j = self.rows[idx_j]
         norm2 = sum(
