@@ -11,11 +11,11 @@
 # training molecule randomly rotated (`qdf_qm9_relu_phase6`, about 1.1 h). Phase 7: phase 6's
 # recipe again from the phase-6 export (`qdf_qm9_relu_phase7`, 1.1-1.7 h). Phase 8: the same
 # from the phase-7 export, validated on randomly rotated molecules (`qdf_qm9_relu_phase8`,
-# 1.1-1.7 h). Phases 9 to 20: phase 8's recipe again, each from the previous export
+# 1.1-1.7 h). Phases 9 to 22: phase 8's recipe again, each from the previous export
 # (`qdf_qm9_relu_phase9`, `qdf_qm9_relu_phase10`, `qdf_qm9_relu_phase11`, `qdf_qm9_relu_phase12`,
 # `qdf_qm9_relu_phase13`, `qdf_qm9_relu_phase14`, `qdf_qm9_relu_phase15`, `qdf_qm9_relu_phase16`,
 # `qdf_qm9_relu_phase17`, `qdf_qm9_relu_phase18`, `qdf_qm9_relu_phase19`, `qdf_qm9_relu_phase20`,
-# 1.1-1.7 h each).
+# `qdf_qm9_relu_phase21`, `qdf_qm9_relu_phase22`, 0.8-1.7 h each).
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
@@ -27,21 +27,21 @@ spktrain experiment=qdf_qm9_relu_finetune run.path=$RUNS run.id=qdf_relu_bf16_fi
   task.init_from=$RUNS/qdf_qm9_phase1.pt
 qdf export $RUNS/qdf_relu_bf16_finetune/best_model $RUNS/qdf_qm9_phase2.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_finetune
-# phases 3-20: one cosine cycle each from the previous phase's export, on the CPU's threads
+# phases 3-22: one cosine cycle each from the previous phase's export, on the CPU's threads
 cycle() {  # cycle N: train qdf_qm9_relu_phaseN from the phase N-1 export
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase$1 run.path=$RUNS \
     run.id=qdf_relu_phase$1 logger=csv task.init_from=$RUNS/qdf_qm9_phase$(($1 - 1)).pt \
     data.num_workers=0 data.num_val_workers=0
 }
-for n in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19; do
+for n in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21; do
   cycle $n
   qdf export $RUNS/qdf_relu_phase$n/best_model $RUNS/qdf_qm9_phase$n.pt --trust-pickle \
     --meta experiment=qdf_qm9_relu_phase$n
 done
 # the last cycle is exported on Lebedev order 17, finer than its training grid (see the model card)
-cycle 20
-qdf export $RUNS/qdf_relu_phase20/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle --lebedev-order 17 \
-  --meta experiment=qdf_qm9_relu_phase20 --meta status=interim --meta init_from=$RUNS/qdf_qm9_phase19.pt \
+cycle 22
+qdf export $RUNS/qdf_relu_phase22/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle --lebedev-order 17 \
+  --meta experiment=qdf_qm9_relu_phase22 --meta status=interim --meta init_from=$RUNS/qdf_qm9_phase21.pt \
   --meta augmentation=RandomRotation --register qdf_qm9
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
 qdf benchmark extrapolation --model qdf_qm9_shipped_random=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1 \
