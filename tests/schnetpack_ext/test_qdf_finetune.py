@@ -175,6 +175,14 @@ def test_low_lr_phase10_differs_from_phase10_only_in_the_peak_learning_rate():
     _assert_same_recipe_under_own_name(low_lr, phase10, "qdf_qm9_relu_phase10_low_lr")
 
 
+
+def test_hk_off_phase23_differs_from_phase23_only_in_the_hk_mode():
+    phase23, hk_off = _compose("qdf_qm9_relu_phase23", "qdf_qm9_relu_phase23_hk_off")
+    assert phase23.task.hk_mode == "joint"
+    assert hk_off.task.hk_mode == "off"  # the string, not YAML's boolean false
+    hk_off.task.hk_mode = phase23.task.hk_mode
+    _assert_same_recipe_under_own_name(hk_off, phase23, "qdf_qm9_relu_phase23_hk_off")
+
 def test_local_normalisation_run_differs_from_phase14_in_the_normalisation_and_cycle_length():
     phase14, local = _compose("qdf_qm9_relu_phase14", "qdf_qm9_relu_local")
     assert local.model.representation.normalisation == "local"
