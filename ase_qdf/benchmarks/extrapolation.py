@@ -40,7 +40,8 @@ from ase import units
 from .models import spk_energies
 from .rotation import rotated_copies
 
-__all__ = ["errors_by_size", "load_molecules", "model_energy_function", "evaluate_model", "write_report", "main"]
+__all__ = ["errors_by_size", "pooled_by_size", "load_molecules", "model_energy_function", "evaluate_model",
+           "write_report", "main"]
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV
 
@@ -169,8 +170,14 @@ def evaluate_model(label: str, path: str, out_dir: Path, splits: Sequence[str] =
     return result
 
 
-def _pooled(by_size: Dict, sizes: Sequence[int], key: str = "mae_eV") -> float:
-    """Size-weighted mean of ``key`` over the rows of ``sizes`` (NaN if absent)."""
+def pooled_by_size(by_size: Dict, sizes: Sequence[int], key: str = "mae_eV") -> float:
+    """Size-weighted mean of ``key`` over the rows of ``sizes`` (NaN if absent).
+
+    Args:
+        by_size: a result's ``by_n_atoms`` table (as :func:`errors_by_size` writes it).
+        sizes: the numbers of atoms to pool.
+        key: the column, e.g. ``"mae_eV"`` or ``"mean_signed_error_eV"``.
+    """
     # keys are strings: results are read back from their JSON files
     rows = [by_size[str(n)] for n in sizes if str(n) in by_size and key in by_size[str(n)]]
     if not rows:
@@ -184,9 +191,9 @@ def _summary(result: Dict) -> Tuple[str, ...]:
     by_size = over.get("by_n_atoms", {})
     fmt = lambda x: "–" if x is None or x != x else f"{x:.4f}"  # noqa: E731
     return (result["label"], result.get("budget", ""), result.get("orientation", "stored"), fmt(test.get("mae_eV")), fmt(over.get("mae_eV")),
-            fmt(over.get("rmse_eV")), str(over.get("n", "–")), fmt(_pooled(by_size, [15])),
-            fmt(_pooled(by_size, [27, 28, 29])),
-            fmt(_pooled(by_size, [27, 28, 29], "mean_signed_error_eV")))
+            fmt(over.get("rmse_eV")), str(over.get("n", "–")), fmt(pooled_by_size(by_size, [15])),
+            fmt(pooled_by_size(by_size, [27, 28, 29])),
+            fmt(pooled_by_size(by_size, [27, 28, 29], "mean_signed_error_eV")))
 
 
 def write_report(out_dir: Path) -> Path:

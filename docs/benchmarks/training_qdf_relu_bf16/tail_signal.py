@@ -17,14 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ase_qdf.benchmarks.extrapolation import pooled_by_size
+
 BENCHMARKS = Path("docs/benchmarks")
 PHASES = [int(p) for p in sys.argv[1:]] or [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22]
-
-
-def pooled(by_size, keep, key):
-    sizes = [s for s in by_size if keep(int(s))]
-    n = sum(by_size[s]["n"] for s in sizes)
-    return sum(by_size[s][key] * by_size[s]["n"] for s in sizes) / n
 
 
 rows = []
@@ -32,9 +28,9 @@ for phase in PHASES:
     splits = json.loads((BENCHMARKS / f"extrapolation_qdf_qm9_phase{phase}.json").read_text())["splits"]
     val, over15 = splits["under14_val"], splits["over15"]
     assert over15["n"] == 116041, phase
-    drift = (pooled(val["by_n_atoms"], lambda n: n == 14, "mean_signed_error_eV")
-             - pooled(val["by_n_atoms"], lambda n: n <= 12, "mean_signed_error_eV"))
-    tail = lambda key: pooled(over15["by_n_atoms"], lambda n: n >= 27, key)
+    drift = (pooled_by_size(val["by_n_atoms"], [14], "mean_signed_error_eV")
+             - pooled_by_size(val["by_n_atoms"], range(13), "mean_signed_error_eV"))
+    tail = lambda key: pooled_by_size(over15["by_n_atoms"], [27, 28, 29], key)  # noqa: E731
     rows.append((phase, val["mae_eV"], drift, over15["mae_eV"], tail("mae_eV"), tail("mean_signed_error_eV")))
 
 names = ["val MAE", "val size drift", "over15 MAE", "27-29 MAE", "27-29 signed"]
