@@ -183,6 +183,17 @@ def test_hk_off_phase23_differs_from_phase23_only_in_the_hk_mode():
     hk_off.task.hk_mode = phase23.task.hk_mode
     _assert_same_recipe_under_own_name(hk_off, phase23, "qdf_qm9_relu_phase23_hk_off")
 
+
+def test_hk_weight03_phase23_differs_from_phase23_only_in_the_hk_weight():
+    phase23, weighted = _compose("qdf_qm9_relu_phase23", "qdf_qm9_relu_phase23_hk_weight03")
+    assert phase23.globals.hk_weight == 1.0 and weighted.globals.hk_weight == 0.3
+    assert weighted.task.hk_mode == "joint"
+    # the potential output's loss weight follows the global (interpolated when composed)
+    (hk_output,) = [o for o in weighted.task.outputs if o.name == "hk_potential"]
+    assert hk_output.loss_weight == 0.3
+    weighted.globals.hk_weight = phase23.globals.hk_weight
+    _assert_same_recipe_under_own_name(weighted, phase23, "qdf_qm9_relu_phase23_hk_weight03")
+
 def test_local_normalisation_run_differs_from_phase14_in_the_normalisation_and_cycle_length():
     phase14, local = _compose("qdf_qm9_relu_phase14", "qdf_qm9_relu_local")
     assert local.model.representation.normalisation == "local"
