@@ -221,3 +221,24 @@ def test_a_run_with_weight_averaging_saves_the_averaged_weights(tmp_path):
         torch.testing.assert_close(saved, average.to(saved.dtype))
     # the raw weights of the last step differ from their average
     assert any(not torch.equal(raw, average) for raw, average in zip(ema["collected_params"], ema["shadow_params"]))
+
+
+def test_reproduce_script_trains_the_shipped_model_from_existing_configs():
+    """``reproduce.sh`` (the model card's one command) names only experiment configs that exist,
+    and its last export, the shipped file, is the experiment recorded in the shipped file."""
+    from ase_qdf import model_io
+
+    root = Path(__file__).resolve().parents[2]
+    script = (root / "docs" / "benchmarks" / "training_qdf_relu_bf16" / "reproduce.sh").read_text()
+    loop = re.search(r"^for n in ([\d ]+); do$", script, re.M)
+    assert loop, "the cycle loop of reproduce.sh changed: update this test"
+    looped = [f"qdf_qm9_relu_phase{n}" for n in loop.group(1).split()]
+    named = [m for m in re.findall(r"experiment=([\w$]+)", script) if "$" not in m]
+    experiments = Path(schnetpack_ext.__file__).parent / "configs" / "experiment"
+    for name in looped + named:
+        assert (experiments / f"{name}.yaml").is_file(), name
+    *_, last = re.finditer(r"--meta experiment=(\w+)[^\n]*\n[^\n]*--register qdf_qm9", script)
+    assert last.group(1) == model_io.load_default_model().qdf_metadata["experiment"]
+    # every phase from 3 to the shipped one's start is trained, in order
+    numbers = [int(n) for n in loop.group(1).split()]
+    assert numbers == list(range(3, numbers[-1] + 1))
