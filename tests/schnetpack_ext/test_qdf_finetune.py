@@ -194,6 +194,12 @@ def test_hk_weight03_phase23_differs_from_phase23_only_in_the_hk_weight():
     weighted.globals.hk_weight = phase23.globals.hk_weight
     _assert_same_recipe_under_own_name(weighted, phase23, "qdf_qm9_relu_phase23_hk_weight03")
 
+
+def test_phase24_hk_off_repeats_the_hk_off_cycle_under_its_own_name():
+    hk_off, phase24 = _compose("qdf_qm9_relu_phase23_hk_off", "qdf_qm9_relu_phase24_hk_off")
+    assert phase24.task.hk_mode == "off"
+    _assert_same_recipe_under_own_name(phase24, hk_off, "qdf_qm9_relu_phase24_hk_off")
+
 def test_local_normalisation_run_differs_from_phase14_in_the_normalisation_and_cycle_length():
     phase14, local = _compose("qdf_qm9_relu_phase14", "qdf_qm9_relu_local")
     assert local.model.representation.normalisation == "local"
