@@ -195,6 +195,15 @@ def test_hk_weight03_phase23_differs_from_phase23_only_in_the_hk_weight():
     _assert_same_recipe_under_own_name(weighted, phase23, "qdf_qm9_relu_phase23_hk_weight03")
 
 
+def test_hk_weight3_phase23_differs_from_phase23_only_in_the_hk_weight():
+    phase23, weighted = _compose("qdf_qm9_relu_phase23", "qdf_qm9_relu_phase23_hk_weight3")
+    assert weighted.globals.hk_weight == 3.0 and weighted.task.hk_mode == "joint"
+    (hk_output,) = [o for o in weighted.task.outputs if o.name == "hk_potential"]
+    assert hk_output.loss_weight == 3.0
+    weighted.globals.hk_weight = phase23.globals.hk_weight
+    _assert_same_recipe_under_own_name(weighted, phase23, "qdf_qm9_relu_phase23_hk_weight3")
+
+
 def test_phase24_hk_off_repeats_the_hk_off_cycle_under_its_own_name():
     hk_off, phase24 = _compose("qdf_qm9_relu_phase23_hk_off", "qdf_qm9_relu_phase24_hk_off")
     assert phase24.task.hk_mode == "off"
