@@ -16,7 +16,8 @@
 # `qdf_qm9_relu_phase13`, `qdf_qm9_relu_phase14`, `qdf_qm9_relu_phase15`, `qdf_qm9_relu_phase16`,
 # `qdf_qm9_relu_phase17`, `qdf_qm9_relu_phase18`, `qdf_qm9_relu_phase19`, `qdf_qm9_relu_phase20`,
 # `qdf_qm9_relu_phase21`, `qdf_qm9_relu_phase22`, 0.8-1.7 h each). Phase 23: the same cycle from the
-# phase-22 export with the HK potential loss off (`qdf_qm9_relu_phase23_hk_off`, about 1 h).
+# phase-22 export with the HK potential loss off (`qdf_qm9_relu_phase23_hk_off`, about 1 h). Phase 24:
+# phase 23's cycle again from its export, also without the HK loss (`qdf_qm9_relu_phase24_hk_off`, about 1 h).
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
@@ -39,13 +40,18 @@ for n in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; do
   qdf export $RUNS/qdf_relu_phase$n/best_model $RUNS/qdf_qm9_phase$n.pt --trust-pickle \
     --meta experiment=qdf_qm9_relu_phase$n
 done
-# phase 23: the same cycle without the HK potential loss, exported on Lebedev order 17, finer than
-# its training grid (see the model card)
+# phases 23 and 24: the same cycle without the HK potential loss; the last exported on Lebedev order 17,
+# finer than its training grid (see the model card)
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase23_hk_off run.path=$RUNS \
   run.id=qdf_relu_phase23_hk_off logger=csv task.init_from=$RUNS/qdf_qm9_phase22.pt \
   data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/qdf_relu_phase23_hk_off/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle --lebedev-order 17 \
-  --meta experiment=qdf_qm9_relu_phase23_hk_off --meta status=interim --meta init_from=$RUNS/qdf_qm9_phase22.pt \
+qdf export $RUNS/qdf_relu_phase23_hk_off/best_model $RUNS/qdf_qm9_phase23_hk_off.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_phase23_hk_off
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase24_hk_off run.path=$RUNS \
+  run.id=qdf_relu_phase24_hk_off logger=csv task.init_from=$RUNS/qdf_qm9_phase23_hk_off.pt \
+  data.num_workers=0 data.num_val_workers=0
+qdf export $RUNS/qdf_relu_phase24_hk_off/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle --lebedev-order 17 \
+  --meta experiment=qdf_qm9_relu_phase24_hk_off --meta status=interim --meta init_from=$RUNS/qdf_qm9_phase23_hk_off.pt \
   --meta augmentation=RandomRotation --register qdf_qm9
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
 qdf benchmark extrapolation --model qdf_qm9_shipped_random=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1 \
