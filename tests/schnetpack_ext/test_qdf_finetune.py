@@ -8,6 +8,7 @@ weights, and a real fine-tuning run must end with its trained weights in ``best_
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 import schnetpack_ext
@@ -184,30 +185,24 @@ def test_hk_off_phase23_differs_from_phase23_only_in_the_hk_mode():
     _assert_same_recipe_under_own_name(hk_off, phase23, "qdf_qm9_relu_phase23_hk_off")
 
 
-def test_hk_weight03_phase23_differs_from_phase23_only_in_the_hk_weight():
-    phase23, weighted = _compose("qdf_qm9_relu_phase23", "qdf_qm9_relu_phase23_hk_weight03")
-    assert phase23.globals.hk_weight == 1.0 and weighted.globals.hk_weight == 0.3
+@pytest.mark.parametrize("experiment, weight", [("qdf_qm9_relu_phase23_hk_weight03", 0.3),
+                                                ("qdf_qm9_relu_phase23_hk_weight3", 3.0)])
+def test_hk_weight_phase23_differs_from_phase23_only_in_the_hk_weight(experiment, weight):
+    phase23, weighted = _compose("qdf_qm9_relu_phase23", experiment)
+    assert phase23.globals.hk_weight == 1.0 and weighted.globals.hk_weight == weight
     assert weighted.task.hk_mode == "joint"
     # the potential output's loss weight follows the global (interpolated when composed)
     (hk_output,) = [o for o in weighted.task.outputs if o.name == "hk_potential"]
-    assert hk_output.loss_weight == 0.3
+    assert hk_output.loss_weight == weight
     weighted.globals.hk_weight = phase23.globals.hk_weight
-    _assert_same_recipe_under_own_name(weighted, phase23, "qdf_qm9_relu_phase23_hk_weight03")
-
-
-def test_hk_weight3_phase23_differs_from_phase23_only_in_the_hk_weight():
-    phase23, weighted = _compose("qdf_qm9_relu_phase23", "qdf_qm9_relu_phase23_hk_weight3")
-    assert weighted.globals.hk_weight == 3.0 and weighted.task.hk_mode == "joint"
-    (hk_output,) = [o for o in weighted.task.outputs if o.name == "hk_potential"]
-    assert hk_output.loss_weight == 3.0
-    weighted.globals.hk_weight = phase23.globals.hk_weight
-    _assert_same_recipe_under_own_name(weighted, phase23, "qdf_qm9_relu_phase23_hk_weight3")
+    _assert_same_recipe_under_own_name(weighted, phase23, experiment)
 
 
 def test_phase24_hk_off_repeats_the_hk_off_cycle_under_its_own_name():
     hk_off, phase24 = _compose("qdf_qm9_relu_phase23_hk_off", "qdf_qm9_relu_phase24_hk_off")
     assert phase24.task.hk_mode == "off"
     _assert_same_recipe_under_own_name(phase24, hk_off, "qdf_qm9_relu_phase24_hk_off")
+
 
 def test_local_normalisation_run_differs_from_phase14_in_the_normalisation_and_cycle_length():
     phase14, local = _compose("qdf_qm9_relu_phase14", "qdf_qm9_relu_local")
