@@ -591,6 +591,9 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
     Raises:
         ModelFileError: the file is not a model file, or its architecture differs
             from the model's (the differing settings are named).
+
+    The model keeps its own Lebedev order: weights trained on one grid start a run on
+    another (the grid is no parameter).
     """
     payload = read_model_file(path, expected_sha256=expected_sha256)
     source = build_qdf_model(payload["config"])
@@ -611,6 +614,10 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
                 differences.append(f"{section}.{key}: {src.get(key)!r} in the file, {dst.get(key)!r} in the model")
     if differences:
         raise ModelFileError(f"{path}: cannot initialise this model from it: " + "; ".join(differences))
+    # the grid is a buffer, not a weight: a run on another Lebedev order keeps its own grid
+    order = target_config["representation"].get("lebedev_order")
+    if order is not None and source.representation.grid_kind == "lebedev":
+        with_lebedev_order(source, int(order))
     try:
         _copy_canonical_weights(source, model, ("representation", "atomwise", "hk"))
     except ModelFileError as err:

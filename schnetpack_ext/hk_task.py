@@ -7,6 +7,10 @@ Two modes combine the energy loss and the HK potential loss:
   then on the potential loss, as in the paper;
 - ``off``: the HK loss is ignored in training (still logged).
 
+With ``trainable="hk"`` only the HK head trains (``joint`` mode): the representation
+and the energy head are frozen, so a model trained with the HK loss off gets a
+refitted HK map while its energies stay bit for bit the same.
+
 References:
     .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
 """
@@ -18,6 +22,7 @@ from hydra.utils import to_absolute_path
 
 from schnetpack.task import UnsupervisedModelOutput
 
+from schnetpack_ext.atomistic import HKPotential
 from schnetpack_ext.task import TrustedAtomisticTask
 
 __all__ = ["HKPotentialOutput", "QDFTask"]
@@ -79,13 +84,30 @@ class QDFTask(TrustedAtomisticTask):
             offsets still come from the training data). A relative path is taken from
             the directory ``spktrain`` was started in. A run that resumes from its own
             checkpoint gets the checkpoint's weights, not these.
+        trainable: ``"all"`` (default) or ``"hk"``: only the HK head's parameters
+            train (``hk_mode`` must be ``joint``); the rest is frozen, which the
+            weight averaging keeps exactly (it moves a frozen weight by zero).
         **kwargs: see :class:`schnetpack.AtomisticTask`.
     """
 
-    def __init__(self, *args, hk_mode: str = "joint", init_from: Optional[str] = None, **kwargs):
+    def __init__(self, *args, hk_mode: str = "joint", init_from: Optional[str] = None,
+                 trainable: str = "all", **kwargs):
         if hk_mode not in ("joint", "alternating", "off"):
             raise ValueError(f"hk_mode must be joint, alternating or off, not {hk_mode!r}")
+        if trainable not in ("all", "hk"):
+            raise ValueError(f"trainable must be all or hk, not {trainable!r}")
+        if trainable == "hk" and hk_mode != "joint":
+            # off: no loss reaches the head; alternating: its energy step would have no parameter
+            raise ValueError(f"trainable='hk' needs hk_mode joint, not {hk_mode!r}")
         super().__init__(*args, **kwargs)
+        self.trainable = trainable
+        if trainable == "hk":
+            hk_heads = [m for m in self.model.output_modules if isinstance(m, HKPotential)]
+            if not hk_heads:
+                raise ValueError("trainable='hk' needs a model with an HKPotential output module")
+            self.model.requires_grad_(False)
+            for head in hk_heads:
+                head.requires_grad_(True)
         self.hk_mode = hk_mode
         self.automatic_optimization = hk_mode != "alternating"
         # relative to where spktrain started: Hydra changes into the run directory

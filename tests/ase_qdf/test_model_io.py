@@ -264,6 +264,21 @@ def test_load_weights_into_copies_weights_but_not_offsets(model_path):
     assert float(target.postprocessors[1].mean) == 0.5
 
 
+def test_load_weights_into_keeps_the_models_own_lebedev_order(model_path):
+    # a run on order 17 started from weights trained on order 11 (phase 25): the weights
+    # are copied, the grid (a buffer) stays the target's
+    target = build_qdf_model(default_config({**TINY_REP, "lebedev_order": 17}, TINY_HK))
+    assert load_qdf_model(model_path).representation.n_grid_points != target.representation.n_grid_points
+    n_points = target.representation.n_grid_points
+    model_io.load_weights_into(target, model_path)
+    assert target.representation.n_grid_points == n_points
+    assert target.representation.hyperparameters["lebedev_order"] == 17
+    reference = model_io.with_lebedev_order(tiny_model(), 17)
+    target.postprocessors[1].mean.copy_(reference.postprocessors[1].mean)
+    np.testing.assert_allclose(predict_energies(MOLS, model=target, dtype="float64"),
+                               predict_energies(MOLS, model=reference, dtype="float64"), rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("change, named", [
     ({"activation": "relu"}, "representation.activation: 'silu' in the file, 'relu' in the model"),
     ({"n_atom_basis": 8}, "representation.n_atom_basis: 16 in the file, 8 in the model"),

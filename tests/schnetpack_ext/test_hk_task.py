@@ -64,7 +64,7 @@ def _datamodule(tmp_path):
     )
 
 
-def _task(hk_mode):
+def _task(hk_mode, trainable="all", lr=3e-3):
     torch.manual_seed(0)
     rep = QDF(n_atom_basis=16)
     model = spk.model.NeuralNetworkPotential(
@@ -81,8 +81,8 @@ def _task(hk_mode):
         HKPotentialOutput(loss_weight=1.0),
     ]
     return QDFTask(
-        model=model, outputs=outputs, hk_mode=hk_mode,
-        optimizer_cls=torch.optim.Adam, optimizer_args={"lr": 3e-3},
+        model=model, outputs=outputs, hk_mode=hk_mode, trainable=trainable,
+        optimizer_cls=torch.optim.Adam, optimizer_args={"lr": lr},
     )
 
 
@@ -124,3 +124,47 @@ def test_a_few_training_steps_lower_both_losses(hk_mode, tmp_path):
 def test_hk_mode_is_validated():
     with pytest.raises(ValueError, match="hk_mode"):
         _task("both")
+
+
+def test_hk_refit_trains_only_the_hk_head_and_keeps_the_energies_exactly(tmp_path):
+    dm = _datamodule(tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    # the head alone cannot move the density towards the potential: a larger step
+    task = _task("joint", trainable="hk", lr=3e-2)
+    task.model.initialize_transforms(dm)
+    hk_head = task.model.output_modules[1]
+    frozen = {k: v.clone() for k, v in task.model.state_dict().items() if not k.startswith("output_modules.1.")}
+    head_before = {k: v.clone() for k, v in hk_head.state_dict().items()}
+    batch = next(iter(dm.train_dataloader()))
+    before = _losses(task, batch)
+    trainer = pl.Trainer(
+        max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, accelerator="cpu",
+        # SchNetPack's weight averaging, as in the training configs
+        callbacks=[spk.train.ExponentialMovingAverage(decay=0.9)],
+    )
+    trainer.fit(task, datamodule=dm)
+    after = _losses(task, batch)
+    for key, value in task.model.state_dict().items():
+        if key in frozen:
+            assert torch.equal(value, frozen[key]), key
+    assert after[0] == before[0]  # the same energies, bit for bit
+    assert after[1] < 0.8 * before[1], (before, after)
+    assert any(not torch.equal(v, head_before[k]) for k, v in hk_head.state_dict().items())
+    # the averaged weights (what checkpoints and best_model hold) keep the frozen ones exactly
+    (ema,) = [c for c in trainer.callbacks if isinstance(c, spk.train.ExponentialMovingAverage)]
+    params = list(task.model.parameters())
+    assert ema.ema.num_updates == 40 and len(ema.ema.shadow_params) == len(params)
+    for average, param in zip(ema.ema.shadow_params, params):
+        assert param.requires_grad or torch.equal(average, param)
+
+
+@pytest.mark.parametrize("hk_mode, trainable, match", [
+    ("off", "hk", "needs hk_mode joint"),
+    ("alternating", "hk", "needs hk_mode joint"),
+    ("joint", "energy", "trainable must be all or hk"),
+])
+def test_trainable_is_validated(hk_mode, trainable, match):
+    with pytest.raises(ValueError, match=match):
+        _task(hk_mode, trainable=trainable)

@@ -62,6 +62,28 @@ def test_init_from_a_different_architecture_is_refused(tmp_path):
     assert "n_atom_basis: 8 in the file, 16 in the model" in other.stdout + other.stderr
 
 
+def test_hk_refit_run_changes_the_hk_head_only(tmp_path):
+    """``task.trainable=hk`` through ``spktrain`` (the HK refit): ``best_model`` holds the
+    file's representation and energy head exactly, and a retrained HK head."""
+    first = run_spktrain(tmp_path, "phase1", "qdf_qm9_smoke", *TINY, "seed=1", "task.hk_mode=off", timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    export_spk_model(tmp_path / "runs" / "phase1" / "best_model", tmp_path / "phase1.pt", trust_pickle=True)
+    exported = read_model_file(tmp_path / "phase1.pt")["state_dict"]
+    refit = run_spktrain(tmp_path, "refit", "qdf_qm9_smoke", *TINY, "seed=2", "task.hk_mode=joint",
+                         "+task.trainable=hk", "globals.lr=1e-2", "task.init_from=phase1.pt", timeout=300)
+    assert refit.returncode == 0, refit.stdout[-3000:] + refit.stderr[-3000:]
+    weights = _weights(tmp_path / "runs" / "refit" / "best_model")
+    model = torch.load(tmp_path / "runs" / "refit" / "best_model", map_location="cpu", weights_only=False)
+    (hk_index,) = [i for i, m in enumerate(model.output_modules) if type(m).__name__ == "HKPotential"]
+    hk_prefix = f"output_modules.{hk_index}."
+    frozen = {k: v for k, v in weights.items() if not k.startswith(hk_prefix)}
+    head = {k: v for k, v in weights.items() if k.startswith(hk_prefix)}
+    assert len(frozen) > 10 and len(head) >= 4
+    for key, value in frozen.items():
+        assert torch.equal(value, exported[key]), key
+    assert not all(torch.equal(value, exported[key]) for key, value in head.items())
+
+
 def _compose(*experiments):
     """The composed ``spktrain`` configs of the named experiments."""
     from hydra import compose, initialize_config_module
@@ -202,6 +224,31 @@ def test_phase24_hk_off_repeats_the_hk_off_cycle_under_its_own_name():
     hk_off, phase24 = _compose("qdf_qm9_relu_phase23_hk_off", "qdf_qm9_relu_phase24_hk_off")
     assert phase24.task.hk_mode == "off"
     _assert_same_recipe_under_own_name(phase24, hk_off, "qdf_qm9_relu_phase24_hk_off")
+
+
+def test_order17_phase25_differs_from_phase24_in_the_grid_and_cycle_length():
+    phase24, phase25 = _compose("qdf_qm9_relu_phase24_hk_off", "qdf_qm9_relu_phase25_order17")
+    assert phase24.model.representation.lebedev_order == 11
+    assert phase25.model.representation.lebedev_order == 17
+    assert phase25.trainer.max_epochs == 20 and phase25.task.scheduler_args.T_max == 20
+    assert phase25.task.hk_mode == "off"
+    phase25.model.representation.lebedev_order = 11
+    phase25.trainer.max_epochs = phase24.trainer.max_epochs
+    _assert_same_recipe_under_own_name(phase25, phase24, "qdf_qm9_relu_phase25_order17")
+
+
+def test_hk_refit_trains_the_hk_head_alone_on_order17():
+    phase24, refit = _compose("qdf_qm9_relu_phase24_hk_off", "qdf_qm9_relu_hk_refit")
+    assert refit.task.trainable == "hk" and refit.task.hk_mode == "joint"
+    assert refit.model.representation.lebedev_order == 17
+    assert refit.task.optimizer_args.lr == 1e-3
+    assert refit.trainer.max_epochs == 10 and refit.task.scheduler_args.T_max == 10
+    del refit.task.trainable
+    refit.task.hk_mode = phase24.task.hk_mode
+    refit.model.representation.lebedev_order = 11
+    refit.globals.lr = phase24.globals.lr
+    refit.trainer.max_epochs = phase24.trainer.max_epochs
+    _assert_same_recipe_under_own_name(refit, phase24, "qdf_qm9_relu_hk_refit")
 
 
 def test_local_normalisation_run_differs_from_phase14_in_the_normalisation_and_cycle_length():
