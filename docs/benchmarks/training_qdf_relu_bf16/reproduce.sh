@@ -18,6 +18,8 @@
 # `qdf_qm9_relu_phase21`, `qdf_qm9_relu_phase22`, 0.8-1.7 h each). Phase 23: the same cycle from the
 # phase-22 export with the HK potential loss off (`qdf_qm9_relu_phase23_hk_off`, about 1 h). Phase 24:
 # phase 23's cycle again from its export, also without the HK loss (`qdf_qm9_relu_phase24_hk_off`, about 1 h).
+# Phase 25: phase 24's cycle trained on Lebedev order 17 over 20 epochs (`qdf_qm9_relu_phase25_order17`, about
+# 1 h 5 min); then the HK head refitted alone on the frozen phase-25 weights (`qdf_qm9_relu_hk_refit`).
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
@@ -40,8 +42,7 @@ for n in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; do
   qdf export $RUNS/qdf_relu_phase$n/best_model $RUNS/qdf_qm9_phase$n.pt --trust-pickle \
     --meta experiment=qdf_qm9_relu_phase$n
 done
-# phases 23 and 24: the same cycle without the HK potential loss; the last exported on Lebedev order 17,
-# finer than its training grid (see the model card)
+# phases 23 and 24: the same cycle without the HK potential loss
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase23_hk_off run.path=$RUNS \
   run.id=qdf_relu_phase23_hk_off logger=csv task.init_from=$RUNS/qdf_qm9_phase22.pt \
   data.num_workers=0 data.num_val_workers=0
@@ -50,9 +51,21 @@ qdf export $RUNS/qdf_relu_phase23_hk_off/best_model $RUNS/qdf_qm9_phase23_hk_off
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase24_hk_off run.path=$RUNS \
   run.id=qdf_relu_phase24_hk_off logger=csv task.init_from=$RUNS/qdf_qm9_phase23_hk_off.pt \
   data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/qdf_relu_phase24_hk_off/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle --lebedev-order 17 \
-  --meta experiment=qdf_qm9_relu_phase24_hk_off --meta status=interim --meta init_from=$RUNS/qdf_qm9_phase23_hk_off.pt \
-  --meta augmentation=RandomRotation --register qdf_qm9
+qdf export $RUNS/qdf_relu_phase24_hk_off/best_model $RUNS/qdf_qm9_phase24_hk_off.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_phase24_hk_off
+# phase 25: the same cycle trained on Lebedev order 17, the grid the shipped file runs on
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase25_order17 run.path=$RUNS \
+  run.id=qdf_relu_phase25_order17 logger=csv task.init_from=$RUNS/qdf_qm9_phase24_hk_off.pt \
+  data.num_workers=0 data.num_val_workers=0
+qdf export $RUNS/qdf_relu_phase25_order17/best_model $RUNS/qdf_qm9_phase25_order17.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_phase25_order17
+# the HK head refitted alone, the representation and energy head frozen (energies unchanged)
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_hk_refit run.path=$RUNS \
+  run.id=qdf_relu_hk_refit25 logger=csv task.init_from=$RUNS/qdf_qm9_phase25_order17.pt \
+  data.num_workers=0 data.num_val_workers=0
+qdf export $RUNS/qdf_relu_hk_refit25/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_hk_refit --meta energy_experiment=qdf_qm9_relu_phase25_order17 --meta status=interim \
+  --meta init_from=$RUNS/qdf_qm9_phase25_order17.pt --meta augmentation=RandomRotation --register qdf_qm9
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
 qdf benchmark extrapolation --model qdf_qm9_shipped_random=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1 \
   --orientation random
