@@ -31,11 +31,14 @@ spktrain experiment=qdf_qm9_relu_finetune run.path=$RUNS run.id=qdf_relu_bf16_fi
   task.init_from=$RUNS/qdf_qm9_phase1.pt
 qdf export $RUNS/qdf_relu_bf16_finetune/best_model $RUNS/qdf_qm9_phase2.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_finetune
-# phases 3-22: one cosine cycle each from the previous phase's export, on the CPU's threads
+# one spktrain run from an export, on the CPU's threads: train EXPERIMENT RUN_ID INIT_FILE
+train() {
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=$1 run.path=$RUNS run.id=$2 logger=csv \
+    task.init_from=$3 data.num_workers=0 data.num_val_workers=0
+}
+# phases 3-22: one cosine cycle each from the previous phase's export
 cycle() {  # cycle N: train qdf_qm9_relu_phaseN from the phase N-1 export
-  OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase$1 run.path=$RUNS \
-    run.id=qdf_relu_phase$1 logger=csv task.init_from=$RUNS/qdf_qm9_phase$(($1 - 1)).pt \
-    data.num_workers=0 data.num_val_workers=0
+  train qdf_qm9_relu_phase$1 qdf_relu_phase$1 $RUNS/qdf_qm9_phase$(($1 - 1)).pt
 }
 for n in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; do
   cycle $n
@@ -43,26 +46,18 @@ for n in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; do
     --meta experiment=qdf_qm9_relu_phase$n
 done
 # phases 23 and 24: the same cycle without the HK potential loss
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase23_hk_off run.path=$RUNS \
-  run.id=qdf_relu_phase23_hk_off logger=csv task.init_from=$RUNS/qdf_qm9_phase22.pt \
-  data.num_workers=0 data.num_val_workers=0
+train qdf_qm9_relu_phase23_hk_off qdf_relu_phase23_hk_off $RUNS/qdf_qm9_phase22.pt
 qdf export $RUNS/qdf_relu_phase23_hk_off/best_model $RUNS/qdf_qm9_phase23_hk_off.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_phase23_hk_off
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase24_hk_off run.path=$RUNS \
-  run.id=qdf_relu_phase24_hk_off logger=csv task.init_from=$RUNS/qdf_qm9_phase23_hk_off.pt \
-  data.num_workers=0 data.num_val_workers=0
+train qdf_qm9_relu_phase24_hk_off qdf_relu_phase24_hk_off $RUNS/qdf_qm9_phase23_hk_off.pt
 qdf export $RUNS/qdf_relu_phase24_hk_off/best_model $RUNS/qdf_qm9_phase24_hk_off.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_phase24_hk_off
 # phase 25: the same cycle trained on Lebedev order 17, the grid the shipped file runs on
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_phase25_order17 run.path=$RUNS \
-  run.id=qdf_relu_phase25_order17 logger=csv task.init_from=$RUNS/qdf_qm9_phase24_hk_off.pt \
-  data.num_workers=0 data.num_val_workers=0
+train qdf_qm9_relu_phase25_order17 qdf_relu_phase25_order17 $RUNS/qdf_qm9_phase24_hk_off.pt
 qdf export $RUNS/qdf_relu_phase25_order17/best_model $RUNS/qdf_qm9_phase25_order17.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_phase25_order17
 # the HK head refitted alone, the representation and energy head frozen (energies unchanged)
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=qdf_qm9_relu_hk_refit run.path=$RUNS \
-  run.id=qdf_relu_hk_refit25 logger=csv task.init_from=$RUNS/qdf_qm9_phase25_order17.pt \
-  data.num_workers=0 data.num_val_workers=0
+train qdf_qm9_relu_hk_refit qdf_relu_hk_refit25 $RUNS/qdf_qm9_phase25_order17.pt
 qdf export $RUNS/qdf_relu_hk_refit25/best_model ase_qdf/models/qdf_qm9.pt --trust-pickle \
   --meta experiment=qdf_qm9_relu_hk_refit --meta energy_experiment=qdf_qm9_relu_phase25_order17 --meta status=interim \
   --meta init_from=$RUNS/qdf_qm9_phase25_order17.pt --meta augmentation=RandomRotation --register qdf_qm9
