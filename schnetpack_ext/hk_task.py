@@ -100,7 +100,6 @@ class QDFTask(TrustedAtomisticTask):
             # off: no loss reaches the head; alternating: its energy step would have no parameter
             raise ValueError(f"trainable='hk' needs hk_mode joint, not {hk_mode!r}")
         super().__init__(*args, **kwargs)
-        self.trainable = trainable
         if trainable == "hk":
             hk_heads = [m for m in self.model.output_modules if isinstance(m, HKPotential)]
             if not hk_heads:
