@@ -11,6 +11,11 @@ With ``trainable="hk"`` only the HK head trains (``joint`` mode): the representa
 and the energy head are frozen, so a model trained with the HK loss off gets a
 refitted HK map while its energies stay bit for bit the same.
 
+With ``separated_pairs > 0`` a fraction of the training molecules are merged, two by
+two, into structures of two fragments 100 Å apart whose target is the sum of theirs
+(:mod:`schnetpack_ext.separated_pairs`); validation then also logs how far the model's
+energy of every such pair is from the sum of its two energies.
+
 References:
     .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
 """
@@ -20,9 +25,11 @@ from typing import Dict, Optional
 import torch
 from hydra.utils import to_absolute_path
 
+import schnetpack.properties as properties
 from schnetpack.task import UnsupervisedModelOutput
 
 from schnetpack_ext.atomistic import HKPotential
+from schnetpack_ext.separated_pairs import merge_separated_pairs, pair_groups
 from schnetpack_ext.task import TrustedAtomisticTask
 
 __all__ = ["HKPotentialOutput", "QDFTask"]
@@ -91,7 +98,8 @@ class QDFTask(TrustedAtomisticTask):
     """
 
     def __init__(self, *args, hk_mode: str = "joint", init_from: Optional[str] = None,
-                 trainable: str = "all", **kwargs):
+                 trainable: str = "all", separated_pairs: float = 0.0, pair_distance: float = 100.0,
+                 **kwargs):
         if hk_mode not in ("joint", "alternating", "off"):
             raise ValueError(f"hk_mode must be joint, alternating or off, not {hk_mode!r}")
         if trainable not in ("all", "hk"):
@@ -107,6 +115,12 @@ class QDFTask(TrustedAtomisticTask):
             self.model.requires_grad_(False)
             for head in hk_heads:
                 head.requires_grad_(True)
+        if not 0.0 <= separated_pairs <= 1.0:
+            raise ValueError(f"separated_pairs is a probability in [0, 1], not {separated_pairs!r}")
+        self.separated_pairs = float(separated_pairs)
+        self.pair_distance = float(pair_distance)
+        if self.separated_pairs > 0:
+            self._check_extensive()
         self.hk_mode = hk_mode
         self.automatic_optimization = hk_mode != "alternating"
         # relative to where spktrain started: Hydra changes into the run directory
@@ -125,6 +139,44 @@ class QDFTask(TrustedAtomisticTask):
 
             load_weights_into(self.model, self.init_from)
 
+    def _check_extensive(self):
+        energy_outputs, _ = self._split_outputs()
+        for output in energy_outputs:
+            modules = [m for m in self.model.output_modules
+                       if getattr(m, "output_key", None) == output.name]
+            modes = {getattr(m, "aggregation_mode", None) for m in modules}
+            if modes != {"sum"}:
+                raise ValueError(f"separated_pairs sums the target {output.target_property!r} of two "
+                                 f"molecules, which needs a sum-aggregated output; {output.name!r} has "
+                                 f"aggregation {sorted(map(str, modes))}")
+
+    def _merged_pairs(self, batch, probability: float):
+        """The batch with consecutive molecules merged into separated pairs."""
+        n_pairs = int(batch[properties.n_atoms].shape[0]) // 2
+        device = batch[properties.n_atoms].device
+        if probability >= 1.0:
+            merge = torch.ones(n_pairs, dtype=torch.bool, device=device)
+        else:
+            # torch's global generator: Lightning's seed_everything makes a run reproducible
+            merge = torch.rand(n_pairs).to(device) < probability
+        energy_outputs, _ = self._split_outputs()
+        keys = [o.target_property for o in energy_outputs]
+        return merge_separated_pairs(batch, keys, merge, self.pair_distance), merge
+
+    def _log_pair_errors(self, pairs, merge, pred, subset: str):
+        """Log mean |E(A + B) - E(A) - E(B)| over the merged pairs (eV, model units)."""
+        if not bool(merge.any()):
+            return
+        pair_pred = self.predict_without_postprocessing(pairs)
+        n_molecules = int(merge.shape[0]) * 2
+        structure_of_pair = pair_groups(merge)[0::2]
+        energy_outputs, _ = self._split_outputs()
+        for output in energy_outputs:
+            single = pred[output.name][:n_molecules].view(-1, 2).sum(1)[merge]
+            paired = pair_pred[output.name][structure_of_pair[merge]]
+            self.log(f"{subset}_{output.name}_pair_error", (paired - single).abs().mean(),
+                     on_step=False, on_epoch=True, batch_size=int(merge.sum()))
+
     def _split_outputs(self):
         hk = [o for o in self.outputs if isinstance(o, HKPotentialOutput)]
         other = [o for o in self.outputs if not isinstance(o, HKPotentialOutput)]
@@ -141,7 +193,7 @@ class QDFTask(TrustedAtomisticTask):
         return targets
 
     def _step(self, batch, subset: str):
-        """Forward pass, per-part losses logged, total loss returned."""
+        """Forward pass, per-part losses logged; total loss and predictions returned."""
         targets = self._targets(batch)
         pred = self.predict_without_postprocessing(batch)
         pred, targets = self.apply_constraints(pred, targets)
@@ -157,11 +209,13 @@ class QDFTask(TrustedAtomisticTask):
                 loss = loss + o.loss_weight * loss_v
         self.log(f"{subset}_energy_loss", loss_energy, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
         self.log_metrics(pred, targets, subset)
-        return loss
+        return loss, pred
 
     def training_step(self, batch, batch_idx):
+        if self.separated_pairs > 0:
+            batch, _ = self._merged_pairs(batch, self.separated_pairs)
         if self.hk_mode != "alternating":
-            loss = self._step(batch, "train")
+            loss, _ = self._step(batch, "train")
             self.log("train_loss", loss, on_step=True, on_epoch=False)
             return loss
 
@@ -195,13 +249,17 @@ class QDFTask(TrustedAtomisticTask):
 
     def validation_step(self, batch, batch_idx):
         torch.set_grad_enabled(self.grad_enabled)
-        loss = self._step(batch, "val")
+        # merged before the forward pass, which writes its outputs into the batch
+        pairs = self._merged_pairs(batch, 1.0) if self.separated_pairs > 0 else None
+        loss, pred = self._step(batch, "val")
+        if pairs is not None:
+            self._log_pair_errors(*pairs, pred, "val")
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["_idx"]))
         return {"val_loss": loss}
 
     def test_step(self, batch, batch_idx):
         torch.set_grad_enabled(self.grad_enabled)
-        loss = self._step(batch, "test")
+        loss, _ = self._step(batch, "test")
         self.log("test_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["_idx"]))
         return {"test_loss": loss}
 

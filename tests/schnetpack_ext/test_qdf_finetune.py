@@ -237,6 +237,18 @@ def test_order17_phase25_differs_from_phase24_in_the_grid_and_cycle_length():
     _assert_same_recipe_under_own_name(phase25, phase24, "qdf_qm9_relu_phase25_order17")
 
 
+def test_phase26_pairs_and_control_differ_from_phase25_in_the_pairs_and_cycle_length():
+    phase25, pairs, control = _compose("qdf_qm9_relu_phase25_order17", "qdf_qm9_relu_phase26_pairs",
+                                       "qdf_qm9_relu_phase26_control")
+    assert pairs.task.separated_pairs == 0.5 and "separated_pairs" not in control.task
+    for phase26, name in ((pairs, "qdf_qm9_relu_phase26_pairs"), (control, "qdf_qm9_relu_phase26_control")):
+        assert phase26.trainer.max_epochs == 12 and phase26.task.scheduler_args.T_max == 12
+        phase26.trainer.max_epochs = phase25.trainer.max_epochs
+        if "separated_pairs" in phase26.task:
+            del phase26.task.separated_pairs
+        _assert_same_recipe_under_own_name(phase26, phase25, name)
+
+
 def test_hk_refit_trains_the_hk_head_alone_on_order17():
     phase24, refit = _compose("qdf_qm9_relu_phase24_hk_off", "qdf_qm9_relu_hk_refit")
     assert refit.task.trainable == "hk" and refit.task.hk_mode == "joint"
