@@ -12,6 +12,11 @@ and ``extrapolation_parity.png`` are written from all the JSON files in ``OUT_DI
         --model schnet=runs/schnet/best_model --trust-pickle --over15 -1
     qdf benchmark extrapolation --report-only     # redraw from the JSON files
 
+The table lists every model of ``OUT_DIR``; the plots draw at most ``MAX_PLOTTED`` of
+them, so that they stay readable: all of them when they fit, else the ``--plot``
+labels, else the ``HEADLINE`` models (the folder ``docs/benchmarks`` holds every
+training phase and ablation). ``extrapolation.md`` names the models plotted.
+
 ``--over15 N`` evaluates N random ``over15`` molecules (seed 1729) instead of all (-1).
 ``--orientation random`` turns every molecule about its centre of mass by a random
 rotation (seed 2718) first. Invariant models (SchNet, PaiNN) give the same errors either
@@ -41,9 +46,18 @@ from .models import spk_energies
 from .rotation import rotated_copies
 
 __all__ = ["errors_by_size", "pooled_by_size", "load_molecules", "model_energy_function", "evaluate_model",
-           "write_report", "main"]
+           "plotted", "write_report", "main"]
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV
+
+#: most models drawn in the plots; a folder with more draws a selection (see ``plotted``)
+MAX_PLOTTED = 8
+
+#: the models plotted from a folder with more than ``MAX_PLOTTED`` records and no ``--plot``:
+#: the shipped model, QDF with the HK loss at weight 1 and with local normalisation, the
+#: paper mode and the two SchNetPack baselines
+HEADLINE = ("qdf_qm9_shipped", "qdf_qm9_phase23", "qdf_qm9_local", "qdf_paper_mode_h200_5min",
+            "painn_h200_9min", "schnet_h200_9min")
 
 #: seed of the random orientations of ``--orientation random``
 ORIENTATION_SEED = 2718
@@ -196,9 +210,40 @@ def _summary(result: Dict) -> Tuple[str, ...]:
             fmt(pooled_by_size(by_size, [27, 28, 29], "mean_signed_error_eV")))
 
 
-def write_report(out_dir: Path) -> Path:
-    """Table and plots from every ``extrapolation_*.json`` in ``out_dir``."""
+def plotted(results: List[Dict], labels: Optional[Sequence[str]] = None) -> List[Dict]:
+    """The results drawn in the plots.
+
+    Args:
+        results: every result of the folder (as in the table).
+        labels: the models to draw; ``None``: all when there are at most
+            ``MAX_PLOTTED``, else those of ``HEADLINE`` present (the first
+            ``MAX_PLOTTED`` if none is).
+
+    Raises:
+        ValueError: a label with no result in the folder, or more than ``MAX_PLOTTED``.
+    """
+    by_label = {r["label"]: r for r in results}
+    if labels:
+        missing = [label for label in labels if label not in by_label]
+        if missing:
+            raise ValueError(f"no extrapolation_<label>.json for --plot {', '.join(missing)}")
+        if len(labels) > MAX_PLOTTED:
+            raise ValueError(f"at most {MAX_PLOTTED} models fit on the plots, not {len(labels)}")
+        return [by_label[label] for label in labels]
+    if len(results) <= MAX_PLOTTED:
+        return list(results)
+    return [by_label[label] for label in HEADLINE if label in by_label] or list(results[:MAX_PLOTTED])
+
+
+def write_report(out_dir: Path, plot: Optional[Sequence[str]] = None) -> Path:
+    """Table of every ``extrapolation_*.json`` in ``out_dir``, and plots of a selection.
+
+    Args:
+        out_dir: the folder of the results.
+        plot: labels of the models to plot (see :func:`plotted`).
+    """
     results = [json.loads(p.read_text()) for p in sorted(out_dir.glob("extrapolation_*.json"))]
+    drawn = plotted(results, plot)
     o = ORIGINAL_QDF
     rows = [(o["label"], o["budget"], "stored", f"{o['under14_test_mae_eV']:.4f}", f"{o['over15_mae_eV']:.4f}", "–",
              "3000", f"≈{o['mae_at_15_eV']:.3f}", f"≈{o['mae_27_29_eV']:.3f}", "–")]
@@ -213,11 +258,14 @@ def write_report(out_dir: Path) -> Path:
              "random rotation (`--orientation random`).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if drawn:
+        names = ", ".join(f"`{r['label']}`" for r in drawn)
+        lines += ["", f"Plotted ({len(drawn)} of {len(results)}): {names}."]
     lines += ["", "![MAE against size](extrapolation_by_size.png)", "", "![parity](extrapolation_parity.png)", ""]
     path = out_dir / "extrapolation.md"
     path.write_text("\n".join(lines))
-    if results:
-        _plots(results, out_dir)
+    if drawn:
+        _plots(drawn, out_dir)
     return path
 
 
@@ -255,12 +303,16 @@ def _plots(results: List[Dict], out_dir: Path) -> None:
     for a in (ax, ax_bias):
         a.set_xlim(5, 30)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=7, ncol=3, loc="lower center")
-    fig.tight_layout(rect=(0, 0.02 + 0.035 * math.ceil((len(results) + 2) / 3), 1, 1))  # room for the legend
+    fig.tight_layout(rect=(0, 0.02 + 0.045 * math.ceil((len(results) + 2) / 3), 1, 1))  # room for the legend
     fig.savefig(out_dir / "extrapolation_by_size.png", dpi=120)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), squeeze=False)
-    for ax, r in zip(axes[0], results):
+    n_cols = min(len(results), 4)
+    n_rows = math.ceil(len(results) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 3.2 * n_rows), squeeze=False)
+    for ax in axes.flat[len(results):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.flat, results):
         npz = out_dir / f"extrapolation_{r['label']}.npz"
         if not npz.is_file():
             continue
@@ -299,6 +351,9 @@ def main(argv: List[str] = None) -> Path:
                         help=f"molecules as QM9 stores them, or each randomly rotated (seed {ORIENTATION_SEED})")
     parser.add_argument("--out-dir", default="docs/benchmarks", type=Path)
     parser.add_argument("--report-only", action="store_true", help="only redraw table and plots")
+    parser.add_argument("--plot", action="append", metavar="LABEL",
+                        help=f"a model to draw in the plots (repeatable, at most {MAX_PLOTTED}; default: all if they "
+                             "fit, else the headline models)")
     args = parser.parse_args(argv)
     budgets = dict(item.split("=", 1) for item in args.budget)
     if not args.report_only:
@@ -311,7 +366,10 @@ def main(argv: List[str] = None) -> Path:
             evaluate_model(label, path, args.out_dir, splits=args.splits.split(","), over15=args.over15,
                            trust_pickle=args.trust_pickle, budget=budgets.get(label, ""), cutoff=args.cutoff,
                            precision=args.precision, orientation=args.orientation)
-    path = write_report(args.out_dir)
+    try:
+        path = write_report(args.out_dir, args.plot)
+    except ValueError as err:
+        parser.error(str(err))
     print(path)
     return path
 

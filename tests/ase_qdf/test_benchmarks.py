@@ -240,3 +240,32 @@ def test_separated_molecules_do_not_overlap():
     assert len(pair) == len(a) + len(b)
     gap = pair.positions[len(a):, 0].min() - pair.positions[:len(a), 0].max()
     assert gap == pytest.approx(12.0)
+
+
+def test_the_plots_draw_a_readable_selection_and_the_table_every_model(tmp_path):
+    from ase_qdf.benchmarks import extrapolation
+
+    def result(label):
+        return {"label": label, "budget": "", "splits": {"over15": {"n": 1, "mae_eV": 0.1, "by_n_atoms": {
+            "15": {"n": 1, "mae_eV": 0.1, "mean_signed_error_eV": 0.1}}}}}
+
+    few = [result(f"m{k}") for k in range(3)]
+    assert extrapolation.plotted(few) == few
+    many = [result(f"m{k:02d}") for k in range(extrapolation.MAX_PLOTTED + 1)]
+    assert extrapolation.plotted(many) == many[:extrapolation.MAX_PLOTTED]  # no headline model among them
+    many += [result("painn_h200_9min"), result("qdf_qm9_shipped")]
+    assert [r["label"] for r in extrapolation.plotted(many)] == ["qdf_qm9_shipped", "painn_h200_9min"]
+    assert [r["label"] for r in extrapolation.plotted(many, ["m03", "m01"])] == ["m03", "m01"]
+    with pytest.raises(ValueError, match="nope"):
+        extrapolation.plotted(many, ["m01", "nope"])
+    with pytest.raises(ValueError, match="at most"):
+        extrapolation.plotted(many, [r["label"] for r in many])
+
+    for r in many:
+        (tmp_path / f"extrapolation_{r['label']}.json").write_text(json.dumps(r))
+    text = extrapolation.write_report(tmp_path, ["m05"]).read_text()
+    assert all(f"| {r['label']} |" in text for r in many)
+    assert f"Plotted (1 of {len(many)}): `m05`." in text
+    assert (tmp_path / "extrapolation_by_size.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        extrapolation.main(["--report-only", "--out-dir", str(tmp_path), "--plot", "nope"])
