@@ -249,6 +249,17 @@ def test_phase26_pairs_and_control_differ_from_phase25_in_the_pairs_and_cycle_le
         _assert_same_recipe_under_own_name(phase26, phase25, name)
 
 
+def test_phase26_local_differs_from_phase25_in_the_normalisation_and_cycle_length():
+    phase25, local = _compose("qdf_qm9_relu_phase25_order17", "qdf_qm9_relu_phase26_local")
+    assert local.model.representation.normalisation == "local"
+    assert local.model.representation.local_width == 1.5
+    assert local.model.representation.lebedev_order == 17
+    assert local.trainer.max_epochs == 10 and local.task.scheduler_args.T_max == 10
+    del local.model.representation.normalisation, local.model.representation.local_width
+    local.trainer.max_epochs = phase25.trainer.max_epochs
+    _assert_same_recipe_under_own_name(local, phase25, "qdf_qm9_relu_phase26_local")
+
+
 def test_hk_refit_trains_the_hk_head_alone_on_order17():
     phase24, refit = _compose("qdf_qm9_relu_phase24_hk_off", "qdf_qm9_relu_hk_refit")
     assert refit.task.trainable == "hk" and refit.task.hk_mode == "joint"
