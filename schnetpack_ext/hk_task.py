@@ -150,15 +150,19 @@ class QDFTask(TrustedAtomisticTask):
                                  f"molecules, which needs a sum-aggregated output; {output.name!r} has "
                                  f"aggregation {sorted(map(str, modes))}")
 
-    def _merged_pairs(self, batch, probability: float):
-        """The batch with consecutive molecules merged into separated pairs."""
+    def _merged_pairs(self, batch, every_pair: bool = False):
+        """The batch with consecutive molecules merged into separated pairs.
+
+        Training merges each pair with probability ``separated_pairs``, drawn from torch's
+        global generator (seeded by Lightning); ``every_pair`` (validation) merges all of
+        them without a draw, so that validating does not shift the training's random stream.
+        """
         n_pairs = int(batch[properties.n_atoms].shape[0]) // 2
         device = batch[properties.n_atoms].device
-        if probability >= 1.0:
+        if every_pair:
             merge = torch.ones(n_pairs, dtype=torch.bool, device=device)
         else:
-            # torch's global generator: Lightning's seed_everything makes a run reproducible
-            merge = torch.rand(n_pairs).to(device) < probability
+            merge = torch.rand(n_pairs).to(device) < self.separated_pairs
         energy_outputs, _ = self._split_outputs()
         keys = [o.target_property for o in energy_outputs]
         return merge_separated_pairs(batch, keys, merge, self.pair_distance), merge
@@ -169,7 +173,7 @@ class QDFTask(TrustedAtomisticTask):
             return
         pair_pred = self.predict_without_postprocessing(pairs)
         n_molecules = int(merge.shape[0]) * 2
-        structure_of_pair = pair_groups(merge)[0::2]
+        structure_of_pair = pair_groups(merge, n_molecules)[0::2]
         energy_outputs, _ = self._split_outputs()
         for output in energy_outputs:
             single = pred[output.name][:n_molecules].view(-1, 2).sum(1)[merge]
@@ -213,7 +217,7 @@ class QDFTask(TrustedAtomisticTask):
 
     def training_step(self, batch, batch_idx):
         if self.separated_pairs > 0:
-            batch, _ = self._merged_pairs(batch, self.separated_pairs)
+            batch, _ = self._merged_pairs(batch)
         if self.hk_mode != "alternating":
             loss, _ = self._step(batch, "train")
             self.log("train_loss", loss, on_step=True, on_epoch=False)
@@ -250,7 +254,7 @@ class QDFTask(TrustedAtomisticTask):
     def validation_step(self, batch, batch_idx):
         torch.set_grad_enabled(self.grad_enabled)
         # merged before the forward pass, which writes its outputs into the batch
-        pairs = self._merged_pairs(batch, 1.0) if self.separated_pairs > 0 else None
+        pairs = self._merged_pairs(batch, every_pair=True) if self.separated_pairs > 0 else None
         loss, pred = self._step(batch, "val")
         if pairs is not None:
             self._log_pair_errors(*pairs, pred, "val")

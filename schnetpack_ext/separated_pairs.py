@@ -30,19 +30,19 @@ import schnetpack.properties as properties
 __all__ = ["merge_separated_pairs", "pair_groups"]
 
 
-def pair_groups(merge: torch.Tensor) -> torch.Tensor:
+def pair_groups(merge: torch.Tensor, n_molecules: int) -> torch.Tensor:
     """Structure index of every molecule once pairs are merged.
 
     Args:
         merge: (n_molecules // 2,) bool, whether molecules ``2p`` and ``2p + 1`` merge.
+        n_molecules: molecules in the batch (an odd last one stays alone).
 
     Returns:
         (n_molecules,) long: non-decreasing new structure index of each molecule.
     """
-    n_pairs = merge.shape[0]
     # a molecule starts a new structure unless it is the second of a merged pair
-    starts = torch.ones(2 * n_pairs, dtype=torch.long, device=merge.device)
-    starts[1::2] = (~merge).long()
+    starts = torch.ones(n_molecules, dtype=torch.long, device=merge.device)
+    starts[1:2 * merge.shape[0]:2] = (~merge).long()
     return torch.cumsum(starts, 0) - 1
 
 
@@ -75,9 +75,7 @@ def merge_separated_pairs(
     n_molecules = n_atoms.shape[0]
     if merge.shape != (n_molecules // 2,):
         raise ValueError(f"merge must have shape ({n_molecules // 2},), not {tuple(merge.shape)}")
-    groups = pair_groups(merge.to(n_atoms.device))
-    if n_molecules % 2:
-        groups = torch.cat([groups, groups.new_full((1,), int(groups[-1]) + 1 if groups.numel() else 0)])
+    groups = pair_groups(merge.to(n_atoms.device), n_molecules)
     n_structures = int(groups[-1]) + 1
     first_of_structure = torch.ones(n_molecules, dtype=torch.bool, device=groups.device)
     first_of_structure[1:] = groups[1:] != groups[:-1]

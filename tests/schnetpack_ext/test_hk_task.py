@@ -64,14 +64,14 @@ def _datamodule(tmp_path):
     )
 
 
-def _task(hk_mode, trainable="all", lr=3e-3):
+def _task(hk_mode, trainable="all", lr=3e-3, aggregation="sum", **task_kwargs):
     torch.manual_seed(0)
     rep = QDF(n_atom_basis=16)
     model = spk.model.NeuralNetworkPotential(
         representation=rep,
         input_modules=[spk.atomistic.PairwiseDistances()],
         output_modules=[
-            spk.atomistic.Atomwise(n_in=16, n_layers=1, output_key="energy_U0"),
+            spk.atomistic.Atomwise(n_in=16, n_layers=1, output_key="energy_U0", aggregation_mode=aggregation),
             HKPotential(n_hidden=16),
         ],
         postprocessors=[trn.CastTo64(), trn.AddOffsets("energy_U0", add_mean=True, add_atomrefs=True)],
@@ -82,7 +82,7 @@ def _task(hk_mode, trainable="all", lr=3e-3):
     ]
     return QDFTask(
         model=model, outputs=outputs, hk_mode=hk_mode, trainable=trainable,
-        optimizer_cls=torch.optim.Adam, optimizer_args={"lr": lr},
+        optimizer_cls=torch.optim.Adam, optimizer_args={"lr": lr}, **task_kwargs,
     )
 
 

@@ -6,14 +6,12 @@ import torch
 
 import schnetpack as spk
 import schnetpack.properties as properties
-import schnetpack.transform as trn
 
-from schnetpack_ext.atomistic import HKPotential
-from schnetpack_ext.hk_task import HKPotentialOutput, QDFTask
 from schnetpack_ext.representation import QDF
 from schnetpack_ext.separated_pairs import merge_separated_pairs, pair_groups
 
 from tests.schnetpack_ext.test_hk_task import _datamodule
+from tests.schnetpack_ext.test_hk_task import _task as _hk_task
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +40,8 @@ def _energy(model, batch):
 
 def test_pair_groups_number_the_merged_structures():
     merge = torch.tensor([True, False, True])
-    assert pair_groups(merge).tolist() == [0, 0, 1, 2, 3, 3]
+    assert pair_groups(merge, 6).tolist() == [0, 0, 1, 2, 3, 3]
+    assert pair_groups(merge, 7).tolist() == [0, 0, 1, 2, 3, 3, 4]  # an odd molecule stays alone
 
 
 def test_merged_batch_regroups_molecules_sums_targets_and_moves_the_second_fragment(batch):
@@ -116,22 +115,7 @@ def test_local_normalisation_is_extensive_on_merged_pairs_and_the_molecule_one_i
 
 
 def _task(separated_pairs, aggregation="sum"):
-    torch.manual_seed(0)
-    model = spk.model.NeuralNetworkPotential(
-        representation=QDF(n_atom_basis=16),
-        input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[
-            spk.atomistic.Atomwise(n_in=16, n_layers=1, output_key="energy_U0", aggregation_mode=aggregation),
-            HKPotential(n_hidden=16),
-        ],
-        postprocessors=[trn.CastTo64(), trn.AddOffsets("energy_U0", add_mean=True, add_atomrefs=True)],
-    )
-    outputs = [
-        spk.task.ModelOutput("energy_U0", loss_fn=torch.nn.MSELoss(), metrics={}),
-        HKPotentialOutput(loss_weight=1.0),
-    ]
-    return QDFTask(model=model, outputs=outputs, hk_mode="joint", separated_pairs=separated_pairs,
-                   optimizer_cls=torch.optim.Adam, optimizer_args={"lr": 3e-3})
+    return _hk_task("joint", aggregation=aggregation, separated_pairs=separated_pairs)
 
 
 def test_training_on_separated_pairs_lowers_the_pair_error_it_logs(tmp_path):
