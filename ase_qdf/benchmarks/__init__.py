@@ -3,6 +3,7 @@
 Names:
     rotation: rotation invariance of energies on QM9 molecules.
     separation: size consistency, E(A + B far apart) - E(A) - E(B), on QM9 molecules.
+    neighbourhoods: neighbourhood sizes of the local normalisation, under14 against over15.
     throughput: training and inference molecules/s beside SchNet and PaiNN.
     scaling: time and peak memory of energy + forces against system size.
     extrapolation: MAE on the QM9 test split and on over15 molecules, per size; table and plots.
@@ -18,7 +19,7 @@ from typing import List, Optional
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("rotation", "separation", "throughput", "scaling", "extrapolation", "screening", "dft", "curves", "report")
+BENCHMARKS = ("rotation", "separation", "neighbourhoods", "throughput", "scaling", "extrapolation", "screening", "dft", "curves", "report")
 
 
 def main(argv: Optional[List[str]] = None):

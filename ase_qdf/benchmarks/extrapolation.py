@@ -12,10 +12,11 @@ and ``extrapolation_parity.png`` are written from all the JSON files in ``OUT_DI
         --model schnet=runs/schnet/best_model --trust-pickle --over15 -1
     qdf benchmark extrapolation --report-only     # redraw from the JSON files
 
-The table lists every model of ``OUT_DIR``; the plots draw at most ``MAX_PLOTTED`` of
-them, so that they stay readable: all of them when they fit, else the ``--plot``
-labels, else the ``HEADLINE`` models (the folder ``docs/benchmarks`` holds every
-training phase and ablation). ``extrapolation.md`` names the models plotted.
+The plots draw at most ``MAX_PLOTTED`` models, so that they stay readable: all of
+them when they fit, else the ``--plot`` labels, else the ``HEADLINE`` models (the
+folder ``docs/benchmarks`` holds every training phase and ablation). When not every
+model is plotted, ``extrapolation.md`` has a "Headline" table of the plotted ones and
+one of every record; otherwise one table.
 
 ``--over15 N`` evaluates N random ``over15`` molecules (seed 1729) instead of all (-1).
 ``--orientation random`` turns every molecule about its centre of mass by a random
@@ -236,7 +237,7 @@ def plotted(results: List[Dict], labels: Optional[Sequence[str]] = None) -> List
 
 
 def write_report(out_dir: Path, plot: Optional[Sequence[str]] = None) -> Path:
-    """Table of every ``extrapolation_*.json`` in ``out_dir``, and plots of a selection.
+    """Tables of the ``extrapolation_*.json`` in ``out_dir`` (the plotted ones, every one), and plots.
 
     Args:
         out_dir: the folder of the results.
@@ -247,21 +248,30 @@ def write_report(out_dir: Path, plot: Optional[Sequence[str]] = None) -> Path:
     o = ORIGINAL_QDF
     rows = [(o["label"], o["budget"], "stored", f"{o['under14_test_mae_eV']:.4f}", f"{o['over15_mae_eV']:.4f}", "–",
              "3000", f"≈{o['mae_at_15_eV']:.3f}", f"≈{o['mae_27_29_eV']:.3f}", "–")]
-    rows += [_summary(r) for r in results]
     header = ["model", "training budget", "orientation", "under14 test MAE", "over15 MAE", "over15 RMSE", "over15 n",
               "MAE at 15 atoms", "MAE at 27–29 atoms", "mean signed error at 27–29 atoms"]
+
+    def table(selection: List[Dict]) -> List[str]:
+        return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                + ["| " + " | ".join(r) + " |" for r in rows + [_summary(r) for r in selection]])
+
     lines = ["# Size extrapolation on QM9", "",
              "Trained on `under14` (≤ 14 atoms) only; errors in eV against QM9 U0. Written by "
              "`qdf benchmark extrapolation`; the original's per-size values are read off the paper's figure. "
              "Mean signed error = predicted − reference (negative: the model over-binds); its drift with size "
              "is the right panel of the plot. Orientation: molecules as QM9 stores them, or each turned by a "
-             "random rotation (`--orientation random`).", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    if drawn:
+             "random rotation (`--orientation random`).", ""]
+    if drawn and len(drawn) < len(results):
+        # a folder that keeps every training phase and ablation: the plotted models
+        # first, in a table short enough to read, then every record
         names = ", ".join(f"`{r['label']}`" for r in drawn)
-        lines += ["", f"Plotted ({len(drawn)} of {len(results)}): {names}."]
-    lines += ["", "![MAE against size](extrapolation_by_size.png)", "", "![parity](extrapolation_parity.png)", ""]
+        lines += ["## Headline", "", *table(drawn), "", f"Plotted ({len(drawn)} of {len(results)}): {names}.", "",
+                  "![MAE against size](extrapolation_by_size.png)", "", "![parity](extrapolation_parity.png)", "",
+                  "## Every record", "", *table(results), ""]
+    else:
+        lines += [*table(results), ""]
+        if drawn:
+            lines += ["![MAE against size](extrapolation_by_size.png)", "", "![parity](extrapolation_parity.png)", ""]
     path = out_dir / "extrapolation.md"
     path.write_text("\n".join(lines))
     if drawn:

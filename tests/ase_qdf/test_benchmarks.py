@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from ase import Atoms
 
 from ase_qdf.benchmarks import report, rotation
 from ase_qdf.benchmarks.structures import alkane_with_atoms, linear_alkane, organic_cluster
@@ -264,8 +265,38 @@ def test_the_plots_draw_a_readable_selection_and_the_table_every_model(tmp_path)
     for r in many:
         (tmp_path / f"extrapolation_{r['label']}.json").write_text(json.dumps(r))
     text = extrapolation.write_report(tmp_path, ["m05"]).read_text()
-    assert all(f"| {r['label']} |" in text for r in many)
-    assert f"Plotted (1 of {len(many)}): `m05`." in text
+    headline, every = text.split("## Every record")
+    assert all(f"| {r['label']} |" in every for r in many)
+    assert "| m05 |" in headline and "| m04 |" not in headline and "| original QDF (quoted) |" in headline
+    assert f"Plotted (1 of {len(many)}): `m05`." in headline
+    few_dir = tmp_path / "few"
+    few_dir.mkdir()
+    for r in few:
+        (few_dir / f"extrapolation_{r['label']}.json").write_text(json.dumps(r))
+    text = extrapolation.write_report(few_dir).read_text()
+    assert "## Headline" not in text and all(f"| {r['label']} |" in text for r in few)
     assert (tmp_path / "extrapolation_by_size.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         extrapolation.main(["--report-only", "--out-dir", str(tmp_path), "--plot", "nope"])
+
+
+def test_neighbourhood_weights_count_the_atoms_within_the_local_cutoff():
+    from ase_qdf.benchmarks.neighbourhoods import compare_neighbourhoods, neighbourhood_weights
+
+    # a lone atom weighs 1 (itself); a pair at 1 Å (inside cutoff - width) 2 each;
+    # at 3.25 Å (half way through the switch) 1.5 each; at 5 Å (beyond) 1 each
+    molecules = [Atoms("H"), Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]]),
+                 Atoms("H2", positions=[[0, 0, 0], [3.25, 0, 0]]), Atoms("H2", positions=[[0, 0, 0], [5, 0, 0]])]
+    weights = neighbourhood_weights(molecules, cutoff=4.0, width=1.5)
+    assert weights == pytest.approx([1, 2, 2, 1.5, 1.5, 1, 1])
+    # chunks of one molecule (padding to other sizes) change nothing
+    assert neighbourhood_weights(molecules, 4.0, 1.5, chunk=1) == pytest.approx(weights)
+
+    chain = [Atoms("H4", positions=[[k, 0, 0] for k in range(4)])]  # inner atoms: 4, ends: 4 within 4 Å
+    result = compare_neighbourhoods(molecules, chain, cutoffs=[4.0, 1.6], width=0.5)
+    assert result["4"]["reference_max"] == pytest.approx(2.0)
+    assert result["4"]["larger_fraction_above_reference_max"] == 1.0  # 4 atoms see 4 > 2
+    assert result["1.6"]["larger_max"] == pytest.approx(3.0)  # only the nearest neighbours at 1 Å
+    assert result["1.6"]["larger_fraction_above_reference_max"] == pytest.approx(0.5)  # the two inner atoms
+    with pytest.raises(ValueError, match="width"):
+        compare_neighbourhoods(molecules, chain, cutoffs=[0.4], width=0.5)

@@ -322,3 +322,15 @@ def test_reproduce_script_trains_the_shipped_model_from_existing_configs():
     *_, last = re.finditer(r"--meta experiment=(\w+)[^\n]*\n[^\n]*--register qdf_qm9", script)
     shipped = read_model_file(model_io.default_model_path())  # the file's metadata, no model built
     assert last.group(1) == shipped["metadata"]["experiment"]
+
+
+def test_phase27_local_runs_differ_from_phase26_local_in_the_local_cutoff_only():
+    phase26, cutoff30, cutoff35 = _compose("qdf_qm9_relu_phase26_local", "qdf_qm9_relu_phase27_local_cutoff30",
+                                           "qdf_qm9_relu_phase27_local_cutoff35")
+    assert "local_cutoff" not in phase26.model.representation  # the neighbour-list cutoff, 4.75 Å
+    for phase27, cutoff, name in ((cutoff30, 3.0, "qdf_qm9_relu_phase27_local_cutoff30"),
+                                  (cutoff35, 3.5, "qdf_qm9_relu_phase27_local_cutoff35")):
+        assert phase27.model.representation.local_cutoff == cutoff
+        assert phase27.model.representation.normalisation == "local"
+        del phase27.model.representation.local_cutoff
+        _assert_same_recipe_under_own_name(phase27, phase26, name)
