@@ -8,20 +8,30 @@ distribution on a reference split (the ``under14`` training molecules: what the 
 learned from) with the ``over15`` molecules, per cutoff: the fraction of ``over15`` atoms
 above the largest reference value is the part of the larger molecules on which the local
 scale is outside its training range. The molecule-wide normalisation is the limit of an
-infinite cutoff, where every ``over15`` atom is outside. No model is evaluated. Usage::
+infinite cutoff, where every ``over15`` atom is outside. No model is evaluated.
+
+``--records`` reads the predictions that ``qdf benchmark extrapolation`` saved
+(``extrapolation_<label>.npz``) and splits each model's signed ``over15`` error, per band
+of sizes, into terciles of the molecules' fraction of such atoms (compactness at a fixed
+size): a model whose error drifts with it is biased by the neighbourhood size. Usage::
 
     qdf benchmark neighbourhoods --cutoffs 4.75,3.5,3.0 --over15 3000 --json neighbourhoods.json
+    qdf benchmark neighbourhoods --cutoffs 4.75 --records qdf_qm9_shipped_random,painn_h200_9min
 """
 
 import argparse
 import json
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
 
-__all__ = ["neighbourhood_weights", "compare_neighbourhoods", "main"]
+__all__ = ["neighbourhood_weights", "compare_neighbourhoods", "fraction_above", "signed_error_by_fraction", "main"]
+
+#: size bands (numbers of atoms) of :func:`signed_error_by_fraction`
+SIZE_BANDS = ((15, 17), (18, 20), (21, 23), (24, 29))
 
 
 def neighbourhood_weights(molecules: Sequence[Atoms], cutoff: float, width: float,
@@ -81,7 +91,54 @@ def compare_neighbourhoods(reference: Sequence[Atoms], larger: Sequence[Atoms], 
     return result
 
 
+def fraction_above(molecules: Sequence[Atoms], cutoff: float, width: float, limit: float) -> np.ndarray:
+    """Per molecule, the fraction of its atoms whose neighbourhood weight exceeds ``limit``.
+
+    Args:
+        molecules: the molecules.
+        cutoff, width: as :func:`neighbourhood_weights`.
+        limit: e.g. the largest weight of the training molecules.
+    """
+    weights = neighbourhood_weights(molecules, cutoff, width)
+    above = (weights > limit).astype(float)
+    n_atoms = np.array([len(a) for a in molecules])
+    return np.add.reduceat(above, np.cumsum(n_atoms) - n_atoms) / n_atoms
+
+
+def signed_error_by_fraction(signed_error: np.ndarray, n_atoms: np.ndarray, fraction: np.ndarray,
+                             bands: Sequence[Sequence[int]] = SIZE_BANDS) -> Dict[str, Dict[str, object]]:
+    """Mean signed error per size band and tercile of ``fraction`` (see :func:`fraction_above`).
+
+    Args:
+        signed_error: predicted - reference per molecule (eV).
+        n_atoms: atoms per molecule.
+        fraction: per molecule, e.g. its fraction of atoms above the training range.
+        bands: inclusive ranges of numbers of atoms.
+
+    Returns:
+        per band (key ``"15-17"``): molecules, the correlation of error and fraction, and
+        per tercile (lowest fraction first) the mean fraction and mean signed error.
+    """
+    result = {}
+    for low, high in bands:
+        chosen = (n_atoms >= low) & (n_atoms <= high)
+        if chosen.sum() < 3:
+            continue
+        error, frac = signed_error[chosen], fraction[chosen]
+        # terciles by rank, so that ties (many molecules share a fraction) still split evenly
+        terciles = np.array_split(np.argsort(frac, kind="stable"), 3)
+        correlation = np.corrcoef(frac, error)[0, 1] if np.ptp(frac) > 0 and np.ptp(error) > 0 else float("nan")
+        result[f"{low}-{high}"] = {
+            "n": int(chosen.sum()), "correlation": float(correlation),
+            "tercile_mean_fraction": [float(frac[t].mean()) for t in terciles],
+            "tercile_mean_signed_error_eV": [float(error[t].mean()) for t in terciles],
+        }
+    return result
+
+
 def main(argv: List[str] = None) -> Dict[str, object]:
+    from schnetpack_ext.datasets.qm9pack import SUBSET_SIZES
+
     from .models import save_json
     from .extrapolation import load_molecules
 
@@ -91,6 +148,9 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     parser.add_argument("--reference", default="train", choices=("train", "val", "test"),
                         help="under14 split of the reference molecules")
     parser.add_argument("--over15", type=int, default=3000, help="over15 molecules: -1 all, N random (seed 1729)")
+    parser.add_argument("--records", help="labels of extrapolation_<label>.npz in --out-dir: signed over15 error "
+                        "by tercile of the fraction of atoms above the reference maximum, at the first cutoff")
+    parser.add_argument("--out-dir", default="docs/benchmarks", help="folder of the --records")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
     cutoffs = [float(c) for c in args.cutoffs.split(",")]
@@ -99,6 +159,24 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     result = {"reference": f"under14 {args.reference} ({len(reference)} molecules)",
               "larger": f"over15 ({len(larger)} molecules)", "width_A": args.width,
               "cutoffs": compare_neighbourhoods(reference, larger, cutoffs, args.width)}
+    if args.records:
+        limit = result["cutoffs"][f"{cutoffs[0]:g}"]["reference_max"]
+        result["records"] = {"cutoff_A": cutoffs[0], "limit": limit}
+        fractions = {}  # per over15 sample size: the records hold all 116,041 or a seeded random sample
+        for label in args.records.split(","):
+            path = Path(args.out_dir) / f"extrapolation_{label}.npz"
+            if not path.is_file():
+                parser.error(f"no {path}")
+            saved = np.load(path)
+            n_atoms = saved["over15_n_atoms"]
+            size = len(n_atoms)
+            if size not in fractions:
+                _, molecules, _ = load_molecules("over15", -1 if size == SUBSET_SIZES["over15"] else size)
+                if not np.array_equal([len(a) for a in molecules], n_atoms):
+                    raise ValueError(f"{path}: its over15 molecules are not the seeded sample of {size}")
+                fractions[size] = fraction_above(molecules, cutoffs[0], args.width, limit)
+            result["records"][label] = signed_error_by_fraction(
+                saved["over15_predicted"] - saved["over15_reference"], n_atoms, fractions[size])
     print(json.dumps(result, indent=2))
     save_json(result, args.json)
     return result

@@ -300,3 +300,24 @@ def test_neighbourhood_weights_count_the_atoms_within_the_local_cutoff():
     assert result["1.6"]["larger_fraction_above_reference_max"] == pytest.approx(0.5)  # the two inner atoms
     with pytest.raises(ValueError, match="width"):
         compare_neighbourhoods(molecules, chain, cutoffs=[0.4], width=0.5)
+
+
+def test_signed_error_splits_by_the_fraction_of_atoms_above_the_training_range():
+    from ase_qdf.benchmarks.neighbourhoods import fraction_above, signed_error_by_fraction
+
+    pair = Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]])  # both atoms weigh 2
+    apart = Atoms("H2", positions=[[0, 0, 0], [9, 0, 0]])  # both weigh 1
+    triple = Atoms("H3", positions=[[0, 0, 0], [1, 0, 0], [9, 0, 0]])  # 2, 2, 1
+    assert fraction_above([pair, apart, triple], 4.0, 1.5, limit=1.5) == pytest.approx([1, 0, 2 / 3])
+
+    # 15-atom molecules whose error falls with the fraction; 18-atom ones where it does not
+    n_atoms = np.array([15] * 6 + [18] * 3)
+    fraction = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.2, 0.2, 0.2])
+    error = np.array([0.3, 0.2, 0.1, 0.0, -0.1, -0.2, 0.05, 0.05, 0.05])
+    result = signed_error_by_fraction(error, n_atoms, fraction)
+    assert result["15-17"]["n"] == 6 and result["15-17"]["correlation"] == pytest.approx(-1.0)
+    assert result["15-17"]["tercile_mean_signed_error_eV"] == pytest.approx([0.25, 0.05, -0.15])
+    assert result["15-17"]["tercile_mean_fraction"] == pytest.approx([0.05, 0.25, 0.45])
+    assert result["18-20"]["tercile_mean_signed_error_eV"] == pytest.approx([0.05] * 3)
+    assert result["18-20"]["correlation"] != result["18-20"]["correlation"]  # nan: nothing varies
+    assert "21-23" not in result
