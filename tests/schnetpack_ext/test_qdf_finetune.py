@@ -334,3 +334,13 @@ def test_phase27_local_runs_differ_from_phase26_local_in_the_local_cutoff_only()
         assert phase27.model.representation.normalisation == "local"
         del phase27.model.representation.local_cutoff
         _assert_same_recipe_under_own_name(phase27, phase26, name)
+
+
+def test_phase27_continued_differs_from_cutoff30_in_the_rate_and_cycle_length():
+    cutoff30, continued = _compose("qdf_qm9_relu_phase27_local_cutoff30", "qdf_qm9_relu_phase27_local_cutoff30_continued")
+    assert continued.model.representation.local_cutoff == 3.0
+    assert continued.task.optimizer_args.lr == 1.5e-4
+    assert continued.trainer.max_epochs == 6 and continued.task.scheduler_args.T_max == 6
+    continued.globals.lr = cutoff30.globals.lr
+    continued.trainer.max_epochs = cutoff30.trainer.max_epochs
+    _assert_same_recipe_under_own_name(continued, cutoff30, "qdf_qm9_relu_phase27_local_cutoff30_continued")
