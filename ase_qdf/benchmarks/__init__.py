@@ -7,6 +7,7 @@ Names:
     throughput: training and inference molecules/s beside SchNet and PaiNN.
     scaling: time and peak memory of energy + forces against system size.
     extrapolation: MAE on the QM9 test split and on over15 molecules, per size; table and plots.
+    blend: validation-chosen prediction average of two extrapolation records.
     screening: molecules/s of qdf screen and predict_energies beside SchNet and PaiNN.
     dft: time of a PySCF B3LYP/6-31G(2df,p) single point beside QDF's (needs ase-qdf[dft]).
     curves: learning curves (validation MAE against epoch) of spktrain runs, side by side.
@@ -19,7 +20,7 @@ from typing import List, Optional
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("rotation", "separation", "neighbourhoods", "throughput", "scaling", "extrapolation", "screening", "dft", "curves", "report")
+BENCHMARKS = ("rotation", "separation", "neighbourhoods", "blend", "throughput", "scaling", "extrapolation", "screening", "dft", "curves", "report")
 
 
 def main(argv: Optional[List[str]] = None):

@@ -321,3 +321,39 @@ def test_signed_error_splits_by_the_fraction_of_atoms_above_the_training_range()
     assert result["18-20"]["tercile_mean_signed_error_eV"] == pytest.approx([0.05] * 3)
     assert result["18-20"]["correlation"] != result["18-20"]["correlation"]  # nan: nothing varies
     assert "21-23" not in result
+
+
+def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
+    from ase_qdf.benchmarks import blend, extrapolation
+
+    reference = {"under14_val": np.array([1.0, 2.0, 3.0, 4.0]), "over15": np.array([10.0, 20.0])}
+    n_atoms = {"under14_val": np.array([5, 6, 7, 8]), "over15": np.array([15, 29])}
+
+    def record(label, val_offset, over15_offset):
+        arrays = {}
+        for split, offset in (("under14_val", val_offset), ("over15", over15_offset)):
+            arrays[f"{split}_predicted"] = reference[split] + offset
+            arrays[f"{split}_reference"], arrays[f"{split}_n_atoms"] = reference[split], n_atoms[split]
+        np.savez(tmp_path / f"extrapolation_{label}.npz", **arrays)
+        (tmp_path / f"extrapolation_{label}.json").write_text(json.dumps(
+            {"label": label, "budget": "", "orientation": "random", "splits": {}}))
+        return arrays
+
+    # errors +0.3 and -0.1 on validation: 0.25 of the second cancels them; over15 follows that choice
+    first, second = record("a", 0.3, 0.4), record("b", -0.1, 0.0)
+    blended = blend.blend_predictions(first, second, step=0.05)
+    assert blended["weight"] == pytest.approx(0.75)
+    assert blended["arrays"]["under14_val_predicted"] == pytest.approx(reference["under14_val"])
+    assert blended["arrays"]["over15_predicted"] == pytest.approx(reference["over15"] + 0.1)
+    assert blended["validation_mae_by_weight"][0.0] == pytest.approx(0.3)
+
+    result = blend.main(["--models", "a,b", "--label", "ab", "--out-dir", str(tmp_path)])
+    assert result["weight"] == pytest.approx(0.75) and result["orientation"] == "random"
+    assert result["splits"]["over15"]["mae_eV"] == pytest.approx(0.1)
+    assert "| ab |" in extrapolation.write_report(tmp_path).read_text()
+
+    shifted = dict(second, over15_reference=reference["over15"] + 1.0)  # other molecules
+    with pytest.raises(ValueError, match="different over15 molecules"):
+        blend.blend_predictions(first, shifted)
+    with pytest.raises(ValueError, match="under14_val"):
+        blend.blend_predictions({k: v for k, v in first.items() if "val" not in k}, second)
