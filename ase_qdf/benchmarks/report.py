@@ -44,9 +44,15 @@ def _throughput_section(data) -> str:
 
 def _scaling_section(rows, plot_path: Path) -> str:
     good = [r for r in rows if "error" not in r]
-    table = _table(["atoms", "pairs", "energy+forces s", "ms/atom", "peak RSS MiB", "RSS growth KiB/atom"],
-                   [[r["n_atoms"], r["n_pairs"], f"{r['seconds']:.3f}", f"{r['ms_per_atom']:.2f}",
-                     f"{r['peak_rss_MiB']:.0f}", f"{r['kiB_per_atom']:.0f}"] for r in good])
+    # rows written before the experiment was recorded are the benchmark's default model
+    experiment = lambda r: r.get("experiment", "qdf_qm9") + "".join(f" {o}" for o in r.get("overrides", []))  # noqa: E731
+    names = list(dict.fromkeys(experiment(r) for r in good))
+    schnet = {r["n_atoms"]: r["seconds"] for r in good if "schnet" in experiment(r)}
+    ratio = lambda r: f"{r['seconds'] / schnet[r['n_atoms']]:.1f}" if r["n_atoms"] in schnet else "–"  # noqa: E731
+    table = _table(["model (random weights)", "atoms", "pairs", "energy+forces s", "ms/atom", "time ÷ SchNet",
+                    "peak RSS MiB", "RSS growth KiB/atom"],
+                   [[experiment(r), r["n_atoms"], r["n_pairs"], f"{r['seconds']:.3f}", f"{r['ms_per_atom']:.2f}",
+                     ratio(r), f"{r['peak_rss_MiB']:.0f}", f"{r['kiB_per_atom']:.0f}"] for r in good])
     try:
         import matplotlib
 
@@ -54,13 +60,18 @@ def _scaling_section(rows, plot_path: Path) -> str:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(1, 2, figsize=(8, 3.2))
-        n = [r["n_atoms"] for r in good]
-        ax[0].loglog(n, [r["ms_per_atom"] for r in good], "o-")
+        for name in names:
+            mine = [r for r in good if experiment(r) == name]
+            n = [r["n_atoms"] for r in mine]
+            ax[0].loglog(n, [r["ms_per_atom"] for r in mine], "o-", label=name)
+            ax[1].loglog(n, [r["peak_rss_MiB"] for r in mine], "o-", label=name)
         ax[0].set_xlabel("atoms"), ax[0].set_ylabel("ms per atom (energy + forces)")
-        ax[1].loglog(n, [r["peak_rss_MiB"] for r in good], "o-")
         ax[1].set_xlabel("atoms"), ax[1].set_ylabel("peak RSS (MiB)")
+        if len(names) > 1:
+            ax[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(plot_path, dpi=120)
+        plt.close(fig)
         table += f"\n\n![scaling]({plot_path.name})"
     except ImportError:
         pass
@@ -103,9 +114,13 @@ def write_report(folder: Path) -> Path:
                   "`qdf benchmark throughput --molecules 256 --json docs/benchmarks/throughput.json`", "",
                   _throughput_section(json.loads((folder / "throughput.json").read_text())), ""]
     if (folder / "scaling.json").exists():
+        scaling = json.loads((folder / "scaling.json").read_text())
+        experiments = ",".join(dict.fromkeys(r.get("experiment", "qdf_qm9") for r in scaling))
+        sizes = ",".join(str(n) for n in dict.fromkeys(r.get("requested_atoms", r["n_atoms"]) for r in scaling))
         parts += ["## Cost against size (linear alkanes)", "",
-                  "`qdf benchmark scaling --sizes 10,100,1000,10000 --json docs/benchmarks/scaling.json`", "",
-                  _scaling_section(json.loads((folder / "scaling.json").read_text()), folder / "scaling.png"), ""]
+                  f"`qdf benchmark scaling --sizes {sizes} --experiment {experiments} "
+                  "--json docs/benchmarks/scaling.json`", "",
+                  _scaling_section(scaling, folder / "scaling.png"), ""]
     path = folder / "core.md"
     path.write_text("\n".join(parts))
     return path

@@ -30,13 +30,18 @@ def test_rotation_benchmark_and_report(tmp_path):
     ])
     assert result["n_molecules"] == 3 and result["mean_abs_delta_meV"] < 1.0
     (tmp_path / "scaling.json").write_text(json.dumps([
-        {"n_atoms": 10, "n_pairs": 90, "seconds": 0.01, "ms_per_atom": 1.0, "peak_rss_MiB": 500.0, "kiB_per_atom": 10.0},
+        {"n_atoms": 11, "requested_atoms": 10, "experiment": "qdf_x", "overrides": [], "n_pairs": 90, "seconds": 0.03,
+         "ms_per_atom": 3.0, "peak_rss_MiB": 500.0, "kiB_per_atom": 10.0},
+        {"n_atoms": 11, "requested_atoms": 10, "experiment": "schnet_y", "overrides": [], "n_pairs": 90,
+         "seconds": 0.01, "ms_per_atom": 1.0, "peak_rss_MiB": 400.0, "kiB_per_atom": 5.0},
     ]))
     (tmp_path / "separation_tiny.json").write_text(json.dumps(
         {"mean_abs_delta_meV": 108.2, "max_abs_delta_meV": 429.4, "copies_mean_abs_delta_meV": 0.0,
          "n_pairs": 100, "distance_A": 50.0, "dtype": "float64", "source": "tiny.pt"}))
     text = report.write_report(tmp_path).read_text()
-    assert "Rotation invariance" in text and "| 10 | 90 |" in text
+    assert "Rotation invariance" in text
+    assert "| qdf_x | 11 | 90 | 0.030 | 3.00 | 3.0 |" in text and "| schnet_y | 11 | 90 | 0.010 | 1.00 | 1.0 |" in text
+    assert "--sizes 10 --experiment qdf_x,schnet_y" in text
     assert "| tiny.pt | float64 | 100 | 50 | 108.2 | 429.4 | 0 |" in text
 
 
