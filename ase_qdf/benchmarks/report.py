@@ -44,11 +44,17 @@ def _throughput_section(data) -> str:
 
 def _scaling_section(rows, plot_path: Path) -> str:
     good = [r for r in rows if "error" not in r]
-    # rows written before the experiment was recorded are the benchmark's default model
-    experiment = lambda r: r.get("experiment", "qdf_qm9") + "".join(f" {o}" for o in r.get("overrides", []))  # noqa: E731
+
+    def experiment(row) -> str:
+        # rows written before the experiment was recorded are the benchmark's default model
+        return row.get("experiment", "qdf_qm9") + "".join(f" {o}" for o in row.get("overrides", []))
+
     names = list(dict.fromkeys(experiment(r) for r in good))
     schnet = {r["n_atoms"]: r["seconds"] for r in good if "schnet" in experiment(r)}
-    ratio = lambda r: f"{r['seconds'] / schnet[r['n_atoms']]:.1f}" if r["n_atoms"] in schnet else "–"  # noqa: E731
+
+    def ratio(row) -> str:
+        return f"{row['seconds'] / schnet[row['n_atoms']]:.1f}" if row["n_atoms"] in schnet else "–"
+
     table = _table(["model (random weights)", "atoms", "pairs", "energy+forces s", "ms/atom", "time ÷ SchNet",
                     "peak RSS MiB", "RSS growth KiB/atom"],
                    [[experiment(r), r["n_atoms"], r["n_pairs"], f"{r['seconds']:.3f}", f"{r['ms_per_atom']:.2f}",
