@@ -66,7 +66,7 @@ def blend_predictions(first: Mapping[str, np.ndarray], second: Mapping[str, np.n
 
 
 def main(argv: List[str] = None) -> Dict[str, object]:
-    from .extrapolation import errors_by_size
+    from .extrapolation import errors_by_size, read_predictions, write_record
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", required=True, help="two labels A,B of extrapolation_<label>.npz in --out-dir")
@@ -77,13 +77,11 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     labels = args.models.split(",")
     if len(labels) != 2:
         parser.error("--models takes two labels, A,B")
-    records = []
-    for label in labels:
-        path = args.out_dir / f"extrapolation_{label}.npz"
-        if not path.is_file():
-            parser.error(f"no {path}")
-        records.append((json.loads(path.with_suffix(".json").read_text()), dict(np.load(path))))
-    (first_json, first), (second_json, second) = records
+    try:
+        first, second = (read_predictions(args.out_dir, label) for label in labels)
+    except FileNotFoundError as err:
+        parser.error(str(err))
+    first_json = json.loads((args.out_dir / f"extrapolation_{labels[0]}.json").read_text())
     blended = blend_predictions(first, second, step=args.step)
     weight = blended["weight"]
     result = {"label": args.label, "model": f"{1 - weight:.2f} x {labels[0]} + {weight:.2f} x {labels[1]}",
@@ -97,8 +95,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         result["splits"][split] = errors_by_size(arrays[f"{split}_predicted"], arrays[f"{split}_reference"],
                                                  arrays[f"{split}_n_atoms"])
         print(f"{args.label} {split}: MAE {result['splits'][split]['mae_eV']:.4f} eV (weight {weight:.2f})")
-    (args.out_dir / f"extrapolation_{args.label}.json").write_text(json.dumps(result, indent=1) + "\n")
-    np.savez_compressed(args.out_dir / f"extrapolation_{args.label}.npz", **arrays)
+    write_record(args.out_dir, result, arrays)
     return result
 
 

@@ -47,6 +47,7 @@ from .models import spk_energies
 from .rotation import rotated_copies
 
 __all__ = ["errors_by_size", "pooled_by_size", "load_molecules", "model_energy_function", "evaluate_model",
+           "write_record", "read_predictions",
            "plotted", "write_report", "main"]
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV
@@ -181,10 +182,34 @@ def evaluate_model(label: str, path: str, out_dir: Path, splits: Sequence[str] =
         arrays[f"{key}_predicted"], arrays[f"{key}_reference"], arrays[f"{key}_n_atoms"] = predicted, reference, n_atoms
         print(f"{label} {key}: MAE {result['splits'][key]['mae_eV']:.4f} eV over {len(molecules)} molecules "
               f"({seconds:.0f} s)", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"extrapolation_{label}.json").write_text(json.dumps(result, indent=1) + "\n")
-    np.savez_compressed(out_dir / f"extrapolation_{label}.npz", **arrays)
+    write_record(out_dir, result, arrays)
     return result
+
+
+def write_record(out_dir: Path, result: Dict, arrays: Dict[str, np.ndarray]) -> None:
+    """Write ``extrapolation_<label>.json`` (the result) and ``.npz`` (its predictions).
+
+    Args:
+        out_dir: the folder of the records.
+        result: the result, with its ``label``.
+        arrays: ``<split>_predicted``, ``<split>_reference`` and ``<split>_n_atoms`` per split.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"extrapolation_{result['label']}.json").write_text(json.dumps(result, indent=1) + "\n")
+    np.savez_compressed(out_dir / f"extrapolation_{result['label']}.npz", **arrays)
+
+
+def read_predictions(out_dir: Path, label: str) -> Dict[str, np.ndarray]:
+    """The arrays of ``extrapolation_<label>.npz`` (see :func:`write_record`).
+
+    Raises:
+        FileNotFoundError: no such record in ``out_dir``.
+    """
+    path = Path(out_dir) / f"extrapolation_{label}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}")
+    with np.load(path) as saved:
+        return dict(saved)
 
 
 def pooled_by_size(by_size: Dict, sizes: Sequence[int], key: str = "mae_eV") -> float:
@@ -325,10 +350,10 @@ def _plots(results: List[Dict], out_dir: Path) -> None:
     for ax in axes.flat[len(results):]:
         ax.set_visible(False)
     for ax, r in zip(axes.flat, results):
-        npz = out_dir / f"extrapolation_{r['label']}.npz"
-        if not npz.is_file():
+        try:
+            data = read_predictions(out_dir, r["label"])
+        except FileNotFoundError:
             continue
-        data = np.load(npz)
         for split, colour in (("under14_test", "C0"), ("over15", "C1")):
             if f"{split}_predicted" not in data:
                 continue

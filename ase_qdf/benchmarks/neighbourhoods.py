@@ -21,7 +21,6 @@ size): a model whose error drifts with it is biased by the neighbourhood size. U
 
 import argparse
 import json
-from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -140,7 +139,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     from schnetpack_ext.datasets.qm9pack import SUBSET_SIZES
 
     from .models import save_json
-    from .extrapolation import load_molecules
+    from .extrapolation import load_molecules, read_predictions
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cutoffs", default="4.75,4.0,3.5,3.0", help="local cutoffs (Å), comma separated")
@@ -164,16 +163,16 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         result["records"] = {"cutoff_A": cutoffs[0], "limit": limit}
         fractions = {}  # per over15 sample size: the records hold all 116,041 or a seeded random sample
         for label in args.records.split(","):
-            path = Path(args.out_dir) / f"extrapolation_{label}.npz"
-            if not path.is_file():
-                parser.error(f"no {path}")
-            saved = np.load(path)
+            try:
+                saved = read_predictions(args.out_dir, label)
+            except FileNotFoundError as err:
+                parser.error(str(err))
             n_atoms = saved["over15_n_atoms"]
             size = len(n_atoms)
             if size not in fractions:
                 _, molecules, _ = load_molecules("over15", -1 if size == SUBSET_SIZES["over15"] else size)
                 if not np.array_equal([len(a) for a in molecules], n_atoms):
-                    raise ValueError(f"{path}: its over15 molecules are not the seeded sample of {size}")
+                    raise ValueError(f"{label}: its over15 molecules are not the seeded sample of {size}")
                 fractions[size] = fraction_above(molecules, cutoffs[0], args.width, limit)
             result["records"][label] = signed_error_by_fraction(
                 saved["over15_predicted"] - saved["over15_reference"], n_atoms, fractions[size])

@@ -339,9 +339,8 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
         for split, offset in (("under14_val", val_offset), ("over15", over15_offset)):
             arrays[f"{split}_predicted"] = reference[split] + offset
             arrays[f"{split}_reference"], arrays[f"{split}_n_atoms"] = reference[split], n_atoms[split]
-        np.savez(tmp_path / f"extrapolation_{label}.npz", **arrays)
-        (tmp_path / f"extrapolation_{label}.json").write_text(json.dumps(
-            {"label": label, "budget": "", "orientation": "random", "splits": {}}))
+        extrapolation.write_record(tmp_path, {"label": label, "budget": "", "orientation": "random", "splits": {}},
+                                   arrays)
         return arrays
 
     # errors +0.3 and -0.1 on validation: 0.25 of the second cancels them; over15 follows that choice
