@@ -7,6 +7,7 @@
     qdf density INPUT -o OUT.cube [--spacing S] [--margin M] [--potential] [--index N] [--model PATH]
     qdf density INPUT --line I J -o OUT.png [--extend E] [--potential]   (also writes OUT.csv)
     qdf export BEST_MODEL OUT.pt --trust-pickle [--meta KEY=VALUE ...] [--register NAME [--not-default]]
+    qdf average MODEL MODEL... -o OUT.pt --weights W1,W2,... [--meta KEY=VALUE ...] [--register NAME [--not-default]]
     qdf benchmark ...        (dispatches to ase_qdf.benchmarks.main when installed)
 
 The model defaults to ``$QDF_MODEL`` and then to the shipped model. ``qdf screen``
@@ -140,11 +141,13 @@ def _read_existing(path: str) -> Tuple[Set[Tuple[str, str]], int]:
 
 def _screen_settings(engine) -> Dict[str, Any]:
     """What decides the numbers in a screening CSV: rows of one file must share it."""
+    from ase_qdf import model_io
+
     return {
         "model_sha256": engine.model.qdf_sha256,  # the CLI loads models from files only
         "dtype": str(engine.dtype).replace("torch.", ""),
         "precision": engine.precision or "as the model file says",
-        "lebedev_order": engine.model.representation.hyperparameters.get("lebedev_order"),
+        "lebedev_order": model_io.lebedev_order_of(engine.model),
     }
 
 
@@ -267,6 +270,7 @@ def _screen(args) -> int:
 
 
 def _info(args) -> int:
+    from ase_qdf.average import QDFAverage
     from ase_qdf import model_io
 
     path = args.model
@@ -286,10 +290,10 @@ def _info(args) -> int:
     print(json.dumps({
         "path": model.qdf_path,
         "sha256": model.qdf_sha256,
-        "format_version": model_io.FORMAT_VERSION,
+        "format_version": model.qdf_format_version,
         "parameters": n_params,
-        "cutoff_angstrom": float(model.representation.cutoff),
-        "config": model.qdf_config,
+        "cutoff_angstrom": float(model.cutoff if isinstance(model, QDFAverage) else model.representation.cutoff),
+        "config": model.average_config if isinstance(model, QDFAverage) else model.qdf_config,
         "metadata": model.qdf_metadata,
     }, indent=2))
     if card:
@@ -304,13 +308,9 @@ def _export(args) -> int:
     if args.not_default and not args.register:
         print("qdf export: --not-default needs --register NAME", file=sys.stderr)
         return 2
-    meta = {}
-    for item in args.meta or []:
-        if "=" not in item:
-            print(f"qdf export: --meta needs KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        key, value = item.split("=", 1)
-        meta[key] = value
+    meta = _parse_meta(args.meta, "export")
+    if meta is None:
+        return 2
     try:
         sha = model_io.export_spk_model(args.best_model, args.output, trust_pickle=args.trust_pickle,
                                         metadata=meta, lebedev_order=args.lebedev_order)
@@ -319,6 +319,48 @@ def _export(args) -> int:
         return 2
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf export: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}\nsha256 {sha}")
+    if args.register:
+        entry = model_io.register_model(args.output, name=args.register, make_default=not args.not_default)
+        print(f"registered {entry}")
+    return 0
+
+
+def _parse_meta(items: Optional[Sequence[str]], command: str) -> Optional[Dict[str, str]]:
+    """``KEY=VALUE`` strings -> dict; None (after a message) if one has no ``=``."""
+    meta = {}
+    for item in items or []:
+        if "=" not in item:
+            print(f"qdf {command}: --meta needs KEY=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        key, value = item.split("=", 1)
+        meta[key] = value
+    return meta
+
+
+def _average(args) -> int:
+    from ase_qdf import model_io
+
+    if args.not_default and not args.register:
+        print("qdf average: --not-default needs --register NAME", file=sys.stderr)
+        return 2
+    meta = _parse_meta(args.meta, "average")
+    if meta is None:
+        return 2
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        print(f"qdf average: --weights takes numbers separated by commas, got {args.weights!r}", file=sys.stderr)
+        return 2
+    try:
+        members = [model_io.load_model_file_or_name(path) for path in args.models]
+        # each member file's hash, so that the average names exactly what it averages
+        meta = {"members": [{"file": os.path.basename(m.qdf_path), "sha256": m.qdf_sha256} for m in members],
+                **meta}
+        sha = model_io.save_qdf_average(members, weights, args.output, metadata=meta)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"qdf average: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.output}\nsha256 {sha}")
     if args.register:
@@ -449,6 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--not-default", action="store_true",
                    help="with --register: keep the current default model (load this one by NAME)")
 
+    a = sub.add_parser("average", help="write the weighted average of several model files as one model file")
+    a.add_argument("models", nargs="+", metavar="MODEL",
+                   help="ase-qdf model files or names of shipped models (at least two)")
+    a.add_argument("-o", "--output", required=True, metavar="OUT.pt")
+    a.add_argument("--weights", required=True, metavar="W1,W2,...",
+                   help="one weight per model, summing to 1 (choose them on validation: qdf benchmark blend)")
+    a.add_argument("--meta", action="append", metavar="KEY=VALUE", help="metadata to store (repeatable)")
+    a.add_argument("--register", metavar="NAME",
+                   help="record NAME, file and SHA-256 in registry.json (OUT.pt must be in ase_qdf/models)")
+    a.add_argument("--not-default", action="store_true",
+                   help="with --register: keep the current default model (load this one by NAME)")
+
     d = sub.add_parser("density", help="the model's electron density (or HK potential) as a cube file or a line plot")
     d.add_argument("input", metavar="INPUT", help="molecule file (any ASE format)")
     d.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -482,6 +536,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _info(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "average":
+        return _average(args)
     if args.command == "density":
         if not (args.spacing > 0 and args.margin >= 0 and args.extend >= 0 and args.n_points >= 2):
             print("qdf density: need --spacing > 0, --margin >= 0, --extend >= 0, --n-points >= 2", file=sys.stderr)

@@ -30,6 +30,7 @@ from ase_qdf.validation import validate_atoms
 __all__ = [
     "FIELDS",
     "RegularGrid",
+    "density_model",
     "molecule_fields",
     "regular_grid",
     "field_at",
@@ -97,14 +98,21 @@ def molecule_fields(atoms, model=None, device="cpu", dtype="float64", **kwargs) 
         dtype: model dtype; the fields themselves are computed in float64.
         **kwargs: passed to :class:`QDFFields` (normalisation grid size, chunking).
 
+    An average of models (:class:`~ase_qdf.average.QDFAverage`) gives the fields of its
+    heaviest member with the molecule-wide normalisation: a density is one model's
+    orbitals squared, and the local normalisation defines none between the atoms'
+    grid balls (:class:`QDFFields`).
+
     Raises:
         InvalidMoleculeError: the molecule is outside the model's domain.
+        NotImplementedError: the model (every member of an average) uses the local
+            normalisation.
     """
     from ase_qdf.model_io import _canonical_parts
     from ase_qdf.predict import resolve_model, warn_about_fragments
 
     validate_atoms(atoms)
-    resolved = resolve_model(model, device=device, dtype=dtype)
+    resolved = density_model(resolve_model(model, device=device, dtype=dtype))
     hk = _canonical_parts(resolved)[2]
     fields = QDFFields(resolved.representation, atoms.numbers, atoms.get_positions(), hk=hk, **kwargs)
     # the same warning as the energy path, on the pairs the fields have already found
@@ -113,6 +121,22 @@ def molecule_fields(atoms, model=None, device="cpu", dtype="float64", **kwargs) 
              properties.idx_m: torch.zeros_like(fields.numbers), properties.n_atoms: torch.tensor([len(atoms)])}
     warn_about_fragments(pairs, [atoms], fields.rep.cutoff)
     return fields
+
+
+def density_model(model):
+    """The model whose orbitals give the density: ``model`` itself, or an average's member.
+
+    For a :class:`~ase_qdf.average.QDFAverage`, the member of largest weight among those
+    with the molecule-wide normalisation; if none has it, the first member (whose
+    :class:`QDFFields` then refuses the local normalisation with its reason).
+    """
+    from ase_qdf.average import QDFAverage, model_members
+
+    if not isinstance(model, QDFAverage):
+        return model
+    members = model_members(model)
+    molecule_wide = [(w, m) for w, m in members if m.representation.normalisation == "molecule"]
+    return max(molecule_wide or members[:1], key=lambda pair: pair[0])[1]
 
 
 def field_at(fields: QDFFields, points, kind: str = "density") -> np.ndarray:

@@ -9,6 +9,17 @@ no pickled Python objects, no code runs on load::
                 "atomwise": {"n_in": D, "n_layers": 1, ...}, "offsets": {...} | None},
      "state_dict": {...}, "weights_sha256": "...", "metadata": {...}}
 
+An average of several models (:class:`ase_qdf.average.QDFAverage`) is format
+version 2: each member keeps its own config, state dict and weights hash, and the
+weights of the average are stored beside them::
+
+    {"format": "ase-qdf-model", "format_version": 2, "kind": "average",
+     "weights": [w_1, ..., w_K],
+     "members": [{"config": {...}, "state_dict": {...}, "weights_sha256": "..."}, ...],
+     "metadata": {...}}
+
+Single models are still written as version 1, so older ase-qdf releases read them.
+
 ``weights_sha256`` is a SHA-256 over the state dict (names, dtypes, shapes, bytes)
 and is checked on every load; a registry (``ase_qdf/models/registry.json``) records
 the SHA-256 of the shipped file itself.
@@ -37,6 +48,8 @@ import schnetpack as spk
 import schnetpack.nn as snn
 
 from schnetpack_ext.atomistic import HKPotential
+
+from ase_qdf.average import QDFAverage, check_average_weights, model_members
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
 from schnetpack_ext.representation import QDF
 
@@ -50,6 +63,7 @@ __all__ = [
     "default_model_path",
     "export_spk_model",
     "file_sha256",
+    "lebedev_order_of",
     "load_model_file_or_name",
     "load_qdf_model",
     "load_weights_into",
@@ -59,13 +73,18 @@ __all__ = [
     "models_dir",
     "read_model_file",
     "register_model",
+    "save_qdf_average",
     "save_qdf_model",
     "weights_sha256",
     "with_lebedev_order",
 ]
 
 FORMAT = "ase-qdf-model"
-FORMAT_VERSION = 1
+#: the newest format version this code reads (2: averages of models)
+FORMAT_VERSION = 2
+#: the version single models are written with (what they need: older readers take them)
+SINGLE_MODEL_VERSION = 1
+AVERAGE_KIND = "average"
 CONFIG_KEYS = ("representation", "hk", "energy_key", "atomwise", "offsets")
 ATOMWISE_ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "shifted_softplus": snn.shifted_softplus}
 REGISTRY_FILE = "registry.json"
@@ -314,9 +333,10 @@ def as_qdf_model(model: nn.Module) -> spk.model.NeuralNetworkPotential:
 
     Returns ``model`` itself when it was built by the factory; otherwise (e.g. an
     unpickled SchNetPack ``best_model``) rebuilds it and copies the weights module
-    by module (strictly).
+    by module (strictly). An average (:class:`~ase_qdf.average.QDFAverage`) is
+    returned as it is: its members were built by the factory.
     """
-    if getattr(model, "qdf_config", None) is not None:
+    if isinstance(model, QDFAverage) or getattr(model, "qdf_config", None) is not None:
         return model
     new = build_qdf_model(model_config(model))
     _copy_canonical_weights(model, new, PART_NAMES)
@@ -392,21 +412,61 @@ def save_qdf_model(model: nn.Module, path: PathLike, metadata: Optional[Dict[str
     Returns:
         The SHA-256 of the written file.
     """
-    metadata = dict(metadata or {})
-    try:
-        metadata = json.loads(json.dumps(metadata))
-    except TypeError as err:
-        raise ValueError(f"metadata must be JSON-serialisable: {err}") from None
-    canonical = as_qdf_model(model)
-    state = {k: v.detach().to("cpu").clone() for k, v in canonical.state_dict().items()}
+    if isinstance(model, QDFAverage):
+        return save_qdf_average(model.members, model.weights.tolist(), path, metadata)
+    payload = {"format": FORMAT, "format_version": SINGLE_MODEL_VERSION,
+               **_member_payload(model), "metadata": _json_metadata(metadata)}
+    return _write_payload(payload, path)
+
+
+def save_qdf_average(members: Sequence[nn.Module], weights: Sequence[float], path: PathLike,
+                     metadata: Optional[Dict[str, Any]] = None) -> str:
+    """Write the weighted average of QDF models as one ase-qdf model file (format version 2).
+
+    Args:
+        members: QDF models (as for :func:`save_qdf_model`), at least two, sharing
+            cutoff and energy key.
+        weights: one non-negative weight per member, summing to 1 (e.g. chosen on the
+            validation split by ``qdf benchmark blend``).
+        path: output file (``.pt``); written atomically.
+        metadata: JSON-serialisable dict.
+
+    Returns:
+        The SHA-256 of the written file.
+
+    Raises:
+        ValueError: bad weights, or members that cannot be averaged.
+    """
+    canonical = [as_qdf_model(m) for m in members]
+    if any(isinstance(m, QDFAverage) for m in canonical):
+        raise ValueError("the members of an average must be single models, not averages")
+    QDFAverage(canonical, weights)  # checks weights, cutoffs and energy keys
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "config": model_config(canonical),
-        "state_dict": state,
-        "weights_sha256": weights_sha256(state),
-        "metadata": metadata,
+        "kind": AVERAGE_KIND,
+        "weights": check_average_weights(weights, len(canonical)),
+        "members": [_member_payload(m) for m in canonical],
+        "metadata": _json_metadata(metadata),
     }
+    return _write_payload(payload, path)
+
+
+def _json_metadata(metadata: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(metadata or {})))
+    except TypeError as err:
+        raise ValueError(f"metadata must be JSON-serialisable: {err}") from None
+
+
+def _member_payload(model: nn.Module) -> Dict[str, Any]:
+    """Config, state dict and weights hash of one (single) QDF model."""
+    canonical = as_qdf_model(model)
+    state = {k: v.detach().to("cpu").clone() for k, v in canonical.state_dict().items()}
+    return {"config": model_config(canonical), "state_dict": state, "weights_sha256": weights_sha256(state)}
+
+
+def _write_payload(payload: Dict[str, Any], path: PathLike) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -479,24 +539,45 @@ def read_model_file(path: PathLike, expected_sha256: Optional[str] = None) -> Di
             f"{path}: format_version {version} is newer than this ase-qdf supports "
             f"({FORMAT_VERSION}); upgrade ase-qdf"
         )
+    kind = payload.get("kind", "single")
+    if kind == AVERAGE_KIND and version < 2:
+        raise ModelFileError(f"{path}: an average needs format_version 2, the file says {version}")
+    if kind == AVERAGE_KIND:
+        members = payload.get("members")
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            raise ModelFileError(f"{path}: an average needs a list of members")
+        try:
+            check_average_weights(payload.get("weights", []), len(members))
+        except ValueError as err:
+            raise ModelFileError(f"{path}: {err}") from None
+        for k, member in enumerate(members):
+            _check_member(member, f"{path}: member {k}")
+    elif kind == "single":
+        _check_member(payload, str(path))
+    else:
+        raise ModelFileError(f"{path}: unknown model kind {kind!r} (expected 'single' or {AVERAGE_KIND!r})")
+    payload.setdefault("metadata", {})
+    return payload
+
+
+def _check_member(member: Dict[str, Any], where: str) -> None:
+    """Keys, weights hash and config of one model's part of a file."""
     for key in ("config", "state_dict", "weights_sha256"):
-        if key not in payload:
-            raise ModelFileError(f"{path}: missing key {key!r}")
-    state = payload["state_dict"]
+        if key not in member:
+            raise ModelFileError(f"{where}: missing key {key!r}")
+    state = member["state_dict"]
     if not isinstance(state, dict):
-        raise ModelFileError(f"{path}: state_dict must be a dict")
+        raise ModelFileError(f"{where}: state_dict must be a dict")
     actual = weights_sha256(state)
-    if actual != payload["weights_sha256"]:
+    if actual != member["weights_sha256"]:
         raise ModelFileError(
-            f"{path}: weights SHA-256 mismatch (recorded {payload['weights_sha256']}, "
+            f"{where}: weights SHA-256 mismatch (recorded {member['weights_sha256']}, "
             f"computed {actual}); the weights were modified or corrupted"
         )
     try:
-        validate_config(payload["config"])
+        validate_config(member["config"])
     except ModelFileError as err:
-        raise ModelFileError(f"{path}: {err}") from None
-    payload.setdefault("metadata", {})
-    return payload
+        raise ModelFileError(f"{where}: {err}") from None
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -516,8 +597,17 @@ def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
 
 
 def prepare_model(model: nn.Module, device="cpu", dtype=torch.float32) -> nn.Module:
-    """Move a factory model to ``device``/``dtype`` in place, keeping the offsets in float64."""
+    """Move a factory model to ``device``/``dtype`` in place, keeping the offsets in float64.
+
+    An average's members are moved one by one; its weights stay float64.
+    """
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    if isinstance(model, QDFAverage):
+        for member in model.members:
+            prepare_model(member, dev, dt)
+        model.weights = model.weights.to(device=dev)
+        model.eval()
+        return model
     for name, child in model.named_children():
         # atomrefs and mean are never rounded to float32
         child.to(device=dev, dtype=torch.float64 if name == "postprocessors" else dt)
@@ -534,31 +624,46 @@ def load_qdf_model(
     """Load an ase-qdf model file (``weights_only=True`` only) and rebuild the model.
 
     The model is rebuilt with :func:`build_qdf_model` from the stored config and
-    the state dict is loaded strictly. ``model.qdf_metadata`` holds the metadata,
-    ``model.qdf_sha256`` the file's SHA-256 and ``model.qdf_path`` the path.
+    the state dict is loaded strictly; an average (format version 2) becomes a
+    :class:`~ase_qdf.average.QDFAverage` of its rebuilt members. ``model.qdf_metadata``
+    holds the metadata, ``model.qdf_sha256`` the file's SHA-256, ``model.qdf_path``
+    the path and ``model.qdf_format_version`` the file's format version.
 
     Raises:
         FileNotFoundError, ModelFileError (``ValueError``): see :func:`read_model_file`.
     """
     payload = read_model_file(path, expected_sha256=expected_sha256)
-    model = build_qdf_model(payload["config"])
-    missing, unexpected = set(), set()
-    own = model.state_dict()
-    missing = sorted(set(own) - set(payload["state_dict"]))
-    unexpected = sorted(set(payload["state_dict"]) - set(own))
-    if missing or unexpected:
-        raise ModelFileError(
-            f"{path}: state_dict does not match the config (missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]})"
-        )
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as err:
-        raise ModelFileError(f"{path}: state_dict does not match the config: {err}") from None
+    if payload.get("kind") == AVERAGE_KIND:
+        members = [_built_member(m, f"{path}: member {k}") for k, m in enumerate(payload["members"])]
+        try:
+            model = QDFAverage(members, payload["weights"])
+        except ValueError as err:
+            raise ModelFileError(f"{path}: {err}") from None
+    else:
+        model = _built_member(payload, str(path))
     prepare_model(model, device, dtype)
     model.qdf_metadata = payload["metadata"]
     model.qdf_sha256 = file_sha256(path)
     model.qdf_path = str(path)
+    model.qdf_format_version = int(payload["format_version"])
+    return model
+
+
+def _built_member(member: Dict[str, Any], where: str) -> spk.model.NeuralNetworkPotential:
+    """The model of one checked config and state dict (see :func:`read_model_file`)."""
+    model = build_qdf_model(member["config"])
+    own = model.state_dict()
+    missing = sorted(set(own) - set(member["state_dict"]))
+    unexpected = sorted(set(member["state_dict"]) - set(own))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{where}: state_dict does not match the config (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]})"
+        )
+    try:
+        model.load_state_dict(member["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise ModelFileError(f"{where}: state_dict does not match the config: {err}") from None
     return model
 
 
@@ -596,6 +701,9 @@ def load_weights_into(model: nn.Module, path: PathLike, expected_sha256: Optiona
     another (the grid is no parameter).
     """
     payload = read_model_file(path, expected_sha256=expected_sha256)
+    if payload.get("kind") == AVERAGE_KIND:
+        raise ModelFileError(f"{path} is an average of {len(payload['members'])} models; one model cannot be "
+                             "initialised from it (start from one of its members' files)")
     source = build_qdf_model(payload["config"])
     source.load_state_dict(payload["state_dict"], strict=True)
     # the built model's config, not the stored one: it names every setting, also
@@ -686,7 +794,8 @@ def with_lebedev_order(model: nn.Module, order: int, copy_first: bool = False) -
     """``model`` evaluated on a Lebedev grid of angular order ``order``.
 
     Args:
-        model: a QDF model (its representation on a Lebedev grid).
+        model: a QDF model (its representation on a Lebedev grid), or an average of
+            such models (every member changes).
         order: angular order (3, 5, ..., 131: :func:`scipy.integrate.lebedev_rule`).
         copy_first: change a copy, not ``model`` (for modules owned by the caller).
 
@@ -694,13 +803,21 @@ def with_lebedev_order(model: nn.Module, order: int, copy_first: bool = False) -
         ValueError: the model is on the paper grid, or ``order`` is no Lebedev rule
             (both from :meth:`~schnetpack_ext.representation.QDF.set_lebedev_order`).
     """
-    representation = model.representation
-    if representation.grid_kind == "lebedev" and representation.hyperparameters.get("lebedev_order") == order:
+    members = [m for _, m in model_members(model)]
+    if all(m.representation.grid_kind == "lebedev" and m.representation.hyperparameters.get("lebedev_order") == order
+           for m in members):
         return model
     if copy_first:
         model = copy.deepcopy(model)
-    model.representation.set_lebedev_order(order)
+    for _, member in model_members(model):
+        member.representation.set_lebedev_order(order)
     return model
+
+
+def lebedev_order_of(model: nn.Module):
+    """The ``lebedev_order`` setting of a model's representation; a list (one per member) for an average."""
+    orders = [m.representation.hyperparameters.get("lebedev_order") for _, m in model_members(model)]
+    return orders[0] if not isinstance(model, QDFAverage) else orders
 
 
 # --------------------------------------------------------------------------- registry

@@ -29,6 +29,7 @@ import schnetpack.properties as properties
 
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
 
+from ase_qdf.average import QDFAverage, model_members
 from ase_qdf.model_io import (
     _canonical_parts,
     _find,
@@ -75,7 +76,10 @@ def evaluate_batch(
     Grad mode is set by a local context manager; no global torch state changes.
 
     Args:
-        model: a model from :func:`ase_qdf.model_io.build_qdf_model` (eval mode).
+        model: a model from :func:`ase_qdf.model_io.build_qdf_model` (eval mode), or a
+            :class:`~ase_qdf.average.QDFAverage` of such models (each member runs on its
+            own shallow copy of the batch; energies, per-atom energies and forces are
+            averaged with the weights).
         inputs: a SchNetPack batch (e.g. from ``AtomsConverter``); modified in place.
         forces: compute forces (−dE/dR).
         precision: the energy functional's arithmetic: None (the model file's
@@ -90,6 +94,12 @@ def evaluate_batch(
         ``energies`` (n_atoms,) float64 per-atom energies summing to ``energy``,
         ``forces`` (n_atoms, 3) or None. All detached.
     """
+    if isinstance(model, QDFAverage):
+        outputs = [(weight, evaluate_batch(member, dict(inputs), forces=forces, precision=precision))
+                   for weight, member in model_members(model)]
+        averaged = {key: sum(weight * out[key] for weight, out in outputs) for key in ("energy", "energies")}
+        averaged["forces"] = sum(weight * out["forces"] for weight, out in outputs) if forces else None
+        return averaged
     config = model.qdf_config
     energy_key = config["energy_key"]
     rep, atomwise, _, add = _canonical_parts(model)
@@ -124,7 +134,7 @@ def evaluate_batch(
 
 
 def _module_state(model: nn.Module):
-    p = next(model.representation.parameters())
+    p = next(model.parameters())
     return p.device, p.dtype
 
 
@@ -246,7 +256,8 @@ class QDFEngine:
             # copy only a module the caller still holds (resolve_model may return it as is)
             caller_owned = self.model is model or self.model is getattr(model, "model", None)
             self.model = with_lebedev_order(self.model, int(lebedev_order), copy_first=caller_owned)
-        self.cutoff = float(self.model.representation.cutoff)
+        self.cutoff = float(self.model.cutoff if isinstance(self.model, QDFAverage)
+                            else self.model.representation.cutoff)
         self.converter = spk.interfaces.AtomsConverter(
             neighbor_list=MoleculeNeighborList(cutoff=self.cutoff, dtype=self.dtype),
             dtype=self.dtype,
@@ -259,7 +270,7 @@ class QDFEngine:
         if not atoms_list:
             return []
         inputs = self.converter(atoms_list)
-        if self.model.representation.normalisation == "molecule":
+        if any(m.representation.normalisation == "molecule" for _, m in model_members(self.model)):
             warn_about_fragments(inputs, atoms_list, self.cutoff)
         out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()

@@ -16,7 +16,7 @@ normalisations whose size errors have opposite signs. Usage::
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -24,7 +24,8 @@ __all__ = ["blend_predictions", "main"]
 
 
 def blend_predictions(first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray],
-                      step: float = 0.05, select_on: str = "under14_val") -> Dict[str, object]:
+                      step: float = 0.05, select_on: str = "under14_val",
+                      weight: Optional[float] = None) -> Dict[str, object]:
     """The validation-chosen average of two models' saved predictions.
 
     Args:
@@ -32,6 +33,8 @@ def blend_predictions(first: Mapping[str, np.ndarray], second: Mapping[str, np.n
             ``<split>_reference``, ``<split>_n_atoms`` for each split).
         step: spacing of the weight grid on [0, 1].
         select_on: the split the weight is chosen on.
+        weight: a weight chosen elsewhere (e.g. on the validation molecules in another
+            orientation); the validation MAE on the grid is still reported.
 
     Returns:
         ``weight`` (of ``second``), ``validation_mae_by_weight`` and ``arrays``: the averaged
@@ -56,7 +59,10 @@ def blend_predictions(first: Mapping[str, np.ndarray], second: Mapping[str, np.n
 
     reference = first[f"{select_on}_reference"]
     validation = [float(np.abs(mix(select_on, w) - reference).mean()) for w in weights]
-    weight = float(weights[int(np.argmin(validation))])
+    if weight is None:
+        weight = float(weights[int(np.argmin(validation))])
+    elif not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the weight must lie in [0, 1], got {weight}")
     arrays = {}
     for split in splits:
         arrays[f"{split}_predicted"] = mix(split, weight)
@@ -73,6 +79,10 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     parser.add_argument("--label", required=True, help="label of the averaged record")
     parser.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument("--step", type=float, default=0.05, help="spacing of the weight grid")
+    parser.add_argument("--weight", type=float, metavar="W",
+                        help="use this weight of B, chosen elsewhere, instead of choosing it here")
+    parser.add_argument("--weight-from", metavar="TEXT", default="",
+                        help="with --weight: where the weight was chosen (written into the record)")
     args = parser.parse_args(argv)
     labels = args.models.split(",")
     if len(labels) != 2:
@@ -82,11 +92,16 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     except FileNotFoundError as err:
         parser.error(str(err))
     first_json = json.loads((args.out_dir / f"extrapolation_{labels[0]}.json").read_text())
-    blended = blend_predictions(first, second, step=args.step)
+    try:
+        blended = blend_predictions(first, second, step=args.step, weight=args.weight)
+    except ValueError as err:
+        parser.error(str(err))
     weight = blended["weight"]
+    chosen = ("chosen on under14 validation (qdf benchmark blend)" if args.weight is None
+              else f"fixed, {args.weight_from or 'chosen elsewhere'}")
     result = {"label": args.label, "model": f"{1 - weight:.2f} x {labels[0]} + {weight:.2f} x {labels[1]}",
               "budget": f"prediction average of {labels[0]} and {labels[1]}, weight {weight:.2f} of the second "
-                        "chosen on under14 validation (qdf benchmark blend); the members' budgets together",
+                        f"{chosen}; the members' budgets together",
               "precision": "members' default", "orientation": first_json.get("orientation", "stored"),
               "members": labels, "weight": weight, "validation_mae_by_weight": blended["validation_mae_by_weight"],
               "splits": {}}

@@ -355,6 +355,13 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
     assert result["weight"] == pytest.approx(0.75) and result["orientation"] == "random"
     assert result["splits"]["over15"]["mae_eV"] == pytest.approx(0.1)
     assert "| ab |" in extrapolation.write_report(tmp_path).read_text()
+    # a weight chosen elsewhere is used as given, and the record says where it came from
+    fixed = blend.main(["--models", "a,b", "--label", "ab_fixed", "--out-dir", str(tmp_path), "--weight", "0.5",
+                        "--weight-from", "chosen on rotated validation"])
+    assert fixed["weight"] == 0.5 and "fixed, chosen on rotated validation" in fixed["budget"]
+    assert fixed["splits"]["over15"]["mae_eV"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        blend.blend_predictions(first, second, weight=1.5)
 
     shifted = dict(second, over15_reference=reference["over15"] + 1.0)  # other molecules
     with pytest.raises(ValueError, match="different over15 molecules"):
