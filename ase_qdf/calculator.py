@@ -43,8 +43,10 @@ class QDFCalculator(Calculator):
     H/C/N/O/F molecules are accepted (:func:`ase_qdf.validation.validate_atoms`).
 
     Args:
-        model: path of an ase-qdf model file, a loaded model, or None for the
-            shipped model (``FileNotFoundError`` if it is not shipped yet).
+        model: path of an ase-qdf model file, the name of a shipped model
+            (``"qdf_qm9"``, the default, or ``"qdf_qm9_average"``, more accurate at
+            twice the cost: ``docs/model_card.md``), a loaded model, or None for the
+            default shipped model.
         device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ...
         dtype: ``"float32"`` (fast) or ``"float64"`` (finite-difference checks, MD).
         precision: arithmetic of the energy functional: None (as the model file

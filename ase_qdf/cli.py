@@ -305,10 +305,7 @@ def _info(args) -> int:
 def _export(args) -> int:
     from ase_qdf import model_io
 
-    if args.not_default and not args.register:
-        print("qdf export: --not-default needs --register NAME", file=sys.stderr)
-        return 2
-    meta = _parse_meta(args.meta, "export")
+    meta = _written_file_options(args, "export")
     if meta is None:
         return 2
     try:
@@ -320,17 +317,17 @@ def _export(args) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf export: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output}\nsha256 {sha}")
-    if args.register:
-        entry = model_io.register_model(args.output, name=args.register, make_default=not args.not_default)
-        print(f"registered {entry}")
-    return 0
+    return _report_written(args, sha)
 
 
-def _parse_meta(items: Optional[Sequence[str]], command: str) -> Optional[Dict[str, str]]:
-    """``KEY=VALUE`` strings -> dict; None (after a message) if one has no ``=``."""
+def _written_file_options(args, command: str) -> Optional[Dict[str, str]]:
+    """The ``--meta KEY=VALUE`` items of ``qdf export``/``average`` as a dict, after checking
+    ``--not-default``; None (after a message) if the options are unusable."""
+    if args.not_default and not args.register:
+        print(f"qdf {command}: --not-default needs --register NAME", file=sys.stderr)
+        return None
     meta = {}
-    for item in items or []:
+    for item in args.meta or []:
         if "=" not in item:
             print(f"qdf {command}: --meta needs KEY=VALUE, got {item!r}", file=sys.stderr)
             return None
@@ -339,13 +336,21 @@ def _parse_meta(items: Optional[Sequence[str]], command: str) -> Optional[Dict[s
     return meta
 
 
+def _report_written(args, sha: str) -> int:
+    """Print the written model file and its SHA-256; register it if ``--register`` says so."""
+    from ase_qdf import model_io
+
+    print(f"wrote {args.output}\nsha256 {sha}")
+    if args.register:
+        entry = model_io.register_model(args.output, name=args.register, make_default=not args.not_default)
+        print(f"registered {entry}")
+    return 0
+
+
 def _average(args) -> int:
     from ase_qdf import model_io
 
-    if args.not_default and not args.register:
-        print("qdf average: --not-default needs --register NAME", file=sys.stderr)
-        return 2
-    meta = _parse_meta(args.meta, "average")
+    meta = _written_file_options(args, "average")
     if meta is None:
         return 2
     try:
@@ -362,11 +367,7 @@ def _average(args) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"qdf average: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output}\nsha256 {sha}")
-    if args.register:
-        entry = model_io.register_model(args.output, name=args.register, make_default=not args.not_default)
-        print(f"registered {entry}")
-    return 0
+    return _report_written(args, sha)
 
 
 def _density(args) -> int:

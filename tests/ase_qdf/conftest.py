@@ -28,6 +28,14 @@ def tiny_model(seed: int = 0, mean: float = -0.25, **representation):
     return model
 
 
+def changed_copy(source, change, path):
+    """A copy of the model file ``source`` at ``path`` with ``change(payload)`` applied."""
+    payload = torch.load(source, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory):
     """Path of a small random-weight ase-qdf model file."""

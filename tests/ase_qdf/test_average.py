@@ -14,7 +14,7 @@ from ase_qdf.density import density_model, molecule_fields
 from ase_qdf.model_io import ModelFileError, load_qdf_model, save_qdf_average, save_qdf_model
 from ase_qdf.predict import QDFEngine, predict
 
-from .conftest import tiny_model
+from .conftest import changed_copy, tiny_model
 
 MOLS = [molecule("H2O"), molecule("CH3CH2OH"), molecule("C6H6")]
 WEIGHTS = [0.7, 0.3]
@@ -119,12 +119,8 @@ def test_an_average_needs_two_models_with_one_cutoff(tmp_path):
     (lambda p: p.update(format_version=3), "newer than this ase-qdf supports"),
 ])
 def test_broken_average_files_are_refused_with_the_reason(tmp_path, average_path, change, match):
-    payload = torch.load(average_path, weights_only=True)
-    change(payload)
-    path = tmp_path / "broken.pt"
-    torch.save(payload, path)
     with pytest.raises(ModelFileError, match=match):
-        load_qdf_model(path)
+        load_qdf_model(changed_copy(average_path, change, tmp_path / "broken.pt"))
 
 
 def test_an_average_cannot_initialise_one_model(average_path):

@@ -24,7 +24,7 @@ from ase_qdf.model_io import (
 )
 from ase_qdf.predict import predict_energies
 
-from .conftest import TINY_HK, TINY_REP, tiny_model
+from .conftest import TINY_HK, TINY_REP, changed_copy, tiny_model
 
 MOLS = [molecule("H2O"), molecule("CH3CH2OH")]
 
@@ -94,12 +94,8 @@ def test_expected_sha256(model_path):
     ],
 )
 def test_bad_format_version_config_are_named(tmp_path, model_path, change, match):
-    payload = torch.load(model_path, weights_only=True)
-    change(payload)
-    path = tmp_path / "bad.pt"
-    torch.save(payload, path)
     with pytest.raises(ValueError, match=match):
-        load_qdf_model(path)
+        load_qdf_model(changed_copy(model_path, change, tmp_path / "bad.pt"))
 
 
 def test_missing_file():
