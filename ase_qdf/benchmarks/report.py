@@ -121,10 +121,12 @@ def write_report(folder: Path) -> Path:
                   _throughput_section(json.loads((folder / "throughput.json").read_text())), ""]
     if (folder / "scaling.json").exists():
         scaling = json.loads((folder / "scaling.json").read_text())
-        experiments = ",".join(dict.fromkeys(r.get("experiment", "qdf_qm9") for r in scaling))
+        experiments = ",".join(dict.fromkeys(r.get("experiment", "qdf_qm9") for r in scaling if not r.get("model_file")))
+        models = "".join(f" --model {label}={path}" for label, path in
+                         dict.fromkeys((r["experiment"], r["model_file"]) for r in scaling if r.get("model_file")))
         sizes = ",".join(str(n) for n in dict.fromkeys(r.get("requested_atoms", r["n_atoms"]) for r in scaling))
         parts += ["## Cost against size (linear alkanes)", "",
-                  f"`qdf benchmark scaling --sizes {sizes} --experiment {experiments} "
+                  f"`qdf benchmark scaling --sizes {sizes} --experiment {experiments}{models} "
                   "--json docs/benchmarks/scaling.json`", "",
                   _scaling_section(scaling, folder / "scaling.png"), ""]
     path = folder / "core.md"

@@ -34,6 +34,8 @@ def test_rotation_benchmark_and_report(tmp_path):
          "ms_per_atom": 3.0, "peak_rss_MiB": 500.0, "kiB_per_atom": 10.0},
         {"n_atoms": 11, "requested_atoms": 10, "experiment": "schnet_y", "overrides": [], "n_pairs": 90,
          "seconds": 0.01, "ms_per_atom": 1.0, "peak_rss_MiB": 400.0, "kiB_per_atom": 5.0},
+        {"n_atoms": 11, "requested_atoms": 10, "experiment": "avg", "model_file": "a.pt", "overrides": [],
+         "n_pairs": 90, "seconds": 0.06, "ms_per_atom": 6.0, "peak_rss_MiB": 600.0, "kiB_per_atom": 20.0},
     ]))
     (tmp_path / "separation_tiny.json").write_text(json.dumps(
         {"mean_abs_delta_meV": 108.2, "max_abs_delta_meV": 429.4, "copies_mean_abs_delta_meV": 0.0,
@@ -41,7 +43,7 @@ def test_rotation_benchmark_and_report(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "Rotation invariance" in text
     assert "| qdf_x | 11 | 90 | 0.030 | 3.00 | 3.0 |" in text and "| schnet_y | 11 | 90 | 0.010 | 1.00 | 1.0 |" in text
-    assert "--sizes 10 --experiment qdf_x,schnet_y" in text
+    assert "--sizes 10 --experiment qdf_x,schnet_y --model avg=a.pt" in text and "| avg | 11 | 90 | 0.060 | 6.00 | 6.0 |" in text
     assert "| tiny.pt | float64 | 100 | 50 | 108.2 | 429.4 | 0 |" in text
 
 
@@ -368,3 +370,13 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
         blend.blend_predictions(first, shifted)
     with pytest.raises(ValueError, match="under14_val"):
         blend.blend_predictions({k: v for k, v in first.items() if "val" not in k}, second)
+
+
+def test_scaling_times_a_model_file_through_the_calculators_code(model_path):
+    from ase_qdf.benchmarks.scaling import measure_one
+
+    row = measure_one(10, experiment="tiny", model_file=str(model_path), repeats=1)
+    assert row["model_file"] == str(model_path) and row["experiment"] == "tiny"
+    # an 11-atom alkane: every atom within the 4.75 Å cutoff of some other, pairs counted both ways
+    assert row["n_atoms"] == 11 and row["n_pairs"] > 0 and row["n_pairs"] % 2 == 0
+    assert row["seconds"] > 0 and row["peak_rss_MiB"] > 0
