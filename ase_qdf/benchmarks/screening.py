@@ -7,6 +7,7 @@ list of ``Atoms`` (in full precision and with ``precision="bf16"``), and SchNetP
 the weights) from ``Atoms`` to energies with SchNetPack's ``AtomsConverter``::
 
     qdf benchmark screening --molecules 1000 --json docs/benchmarks/screening.json
+    qdf benchmark screening --molecules 500 --also qdf_qm9_average   # a second model in the same run
 """
 
 import argparse
@@ -45,6 +46,9 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     parser.add_argument("--model", help="ase-qdf model file (default: the shipped model)")
     parser.add_argument("--molecules", type=int, default=1000, help="under14 test molecules")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--also", action="append", default=[], metavar="MODEL",
+                        help="another model file or shipped model name, timed with predict_energies in the same "
+                             "run (repeatable)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -73,6 +77,10 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     bf16 = QDFEngine(engine.model, device="cpu", precision="bf16")
     rows["predict_energies (Atoms, bf16)"] = n / _timed(
         lambda: predict_energies(molecules, model=bf16, batch_size=args.batch_size), args.repeats)
+    for other in args.also:
+        other_engine = QDFEngine(other, device="cpu")
+        rows[f"predict_energies (Atoms, {other})"] = n / _timed(
+            lambda: predict_energies(molecules, model=other_engine, batch_size=args.batch_size), args.repeats)
     for name, experiment in BASELINES.items():
         model = model_from_experiment(experiment).eval()
         cutoff = neighbor_cutoff(experiment)

@@ -127,10 +127,11 @@ def test_screening_benchmark_times_every_path(model_path, tmp_path):
     from ase_qdf.benchmarks import screening
 
     result = screening.main(["--model", str(model_path), "--molecules", "6", "--repeats", "1",
-                             "--json", str(tmp_path / "screening.json")])
+                             "--also", str(model_path), "--json", str(tmp_path / "screening.json")])
     assert result["n_molecules"] == 6
     assert set(result["molecules_per_s"]) == {"qdf screen (file to CSV)", "predict_energies (Atoms)",
                                               "predict_energies (Atoms, bf16)",
+                                              f"predict_energies (Atoms, {model_path})",
                                               "SchNet (Atoms, SchNetPack)", "PaiNN (Atoms, SchNetPack)"}
     assert all(v > 0 for v in result["molecules_per_s"].values())
     assert result["ratio_vs_schnet"]["SchNet (Atoms, SchNetPack)"] == 1.0
