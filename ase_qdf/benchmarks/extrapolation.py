@@ -59,8 +59,8 @@ MAX_PLOTTED = 8
 #: the shipped model, QDF with the HK loss at weight 1, with local normalisation and with
 #: local normalisation over 3 Å (the best at 27-29 atoms), the average of the shipped and
 #: that model (``qdf benchmark blend``), the paper mode and the two SchNetPack baselines
-HEADLINE = ("qdf_qm9_shipped", "qdf_qm9_phase23", "qdf_qm9_local", "qdf_qm9_phase27_local_cutoff30_continued_random",
-            "qdf_blend_shipped_local30_continued_random", "qdf_paper_mode_h200_5min", "painn_h200_9min",
+HEADLINE = ("qdf_qm9_shipped", "qdf_qm9_average", "qdf_qm9_phase23", "qdf_qm9_local",
+            "qdf_qm9_phase27_local_cutoff30_continued", "qdf_paper_mode_h200_5min", "painn_h200_9min",
             "schnet_h200_9min")
 
 #: seed of the random orientations of ``--orientation random``

@@ -20,6 +20,9 @@
 # phase 23's cycle again from its export, also without the HK loss (`qdf_qm9_relu_phase24_hk_off`, about 1 h).
 # Phase 25: phase 24's cycle trained on Lebedev order 17 over 20 epochs (`qdf_qm9_relu_phase25_order17`, about
 # 1 h 5 min); then the HK head refitted alone on the frozen phase-25 weights (`qdf_qm9_relu_hk_refit`).
+# qdf_qm9_average (the second shipped model): phase 25's weights fine-tuned with the local normalisation over
+# 3.0 Å (`qdf_qm9_relu_phase27_local_cutoff30`, 10 epochs, then `..._continued`, 6 more; about 1.5 h), averaged with
+# the shipped file at weight 0.3 (`qdf average`).
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
@@ -64,3 +67,18 @@ qdf export $RUNS/qdf_relu_hk_refit25/best_model ase_qdf/models/qdf_qm9.pt --trus
 qdf benchmark extrapolation --model qdf_qm9_shipped=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1
 qdf benchmark extrapolation --model qdf_qm9_shipped_random=ase_qdf/models/qdf_qm9.pt --splits test,val --over15 -1 \
   --orientation random
+# qdf_qm9_average: the shipped model averaged with the local normalisation over 3.0 Å (phase 27), weight 0.3
+train qdf_qm9_relu_phase27_local_cutoff30 qdf_relu_phase27_local_cutoff30 $RUNS/qdf_qm9_phase25_order17.pt
+qdf export $RUNS/qdf_relu_phase27_local_cutoff30/best_model $RUNS/qdf_qm9_phase27_local_cutoff30.pt --trust-pickle \
+  --meta experiment=qdf_qm9_relu_phase27_local_cutoff30
+train qdf_qm9_relu_phase27_local_cutoff30_continued qdf_relu_phase27_local_cutoff30_continued \
+  $RUNS/qdf_qm9_phase27_local_cutoff30.pt
+qdf export $RUNS/qdf_relu_phase27_local_cutoff30_continued/best_model $RUNS/qdf_qm9_phase27_local_cutoff30_continued.pt \
+  --trust-pickle --meta experiment=qdf_qm9_relu_phase27_local_cutoff30_continued
+qdf average ase_qdf/models/qdf_qm9.pt $RUNS/qdf_qm9_phase27_local_cutoff30_continued.pt --weights 0.7,0.3 \
+  -o ase_qdf/models/qdf_qm9_average.pt --register qdf_qm9_average --not-default \
+  --meta "first_member=the shipped qdf_qm9 (phase 25, molecule-wide normalisation)" \
+  --meta "second_member=qdf_qm9_relu_phase27_local_cutoff30_continued (local normalisation, local_cutoff 3.0 Å)"
+qdf benchmark extrapolation --model qdf_qm9_phase27_local_cutoff30_continued=$RUNS/qdf_qm9_phase27_local_cutoff30_continued.pt \
+  --splits test,val --over15 -1
+qdf benchmark blend --models qdf_qm9_shipped,qdf_qm9_phase27_local_cutoff30_continued --label qdf_qm9_average --weight 0.3
