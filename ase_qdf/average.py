@@ -102,15 +102,17 @@ class QDFAverage(nn.Module):
         return {"weights": self.weights.tolist(), "members": [m.qdf_config for m in self.members]}
 
     def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Run every member on its own copy of the batch; average energy and forces.
+        """Run every member on its own copy of the batch; average energy, per-atom energies, forces.
 
-        Inference code uses :func:`ase_qdf.predict.evaluate_batch`, which skips the HK
-        heads; this is the full forward pass, for completeness and tests.
+        Returns the input entries plus those three averages; the members' other outputs
+        (HK fields, potentials) are per member and left out. Inference code uses
+        :func:`ase_qdf.predict.evaluate_batch`, which skips the HK heads; this is the full
+        forward pass, for completeness and tests.
         """
         outputs = [member(dict(inputs)) for member in self.members]
-        averaged = dict(outputs[0])
-        for key in (self.energy_key, "forces"):
-            if key in averaged:
+        averaged = dict(inputs)
+        for key in (self.energy_key, self.energy_key + "_per_atom", "forces"):
+            if all(key in out for out in outputs):
                 averaged[key] = sum(float(w) * out[key] for w, out in zip(self.weights, outputs))
         return averaged
 

@@ -83,8 +83,12 @@ def test_the_full_forward_pass_agrees_with_the_inference_path(average_path):
     engine = QDFEngine(average, device="cpu", dtype="float64")
     inputs = engine.converter(MOLS[:2])
     full = average(inputs)
-    expected = [r["energy"] for r in predict(MOLS[:2], model=engine)]
-    np.testing.assert_allclose(full[average.energy_key].detach().numpy(), expected, rtol=0, atol=1e-8)
+    expected = predict(MOLS[:2], model=engine, forces=True)
+    np.testing.assert_allclose(full[average.energy_key].detach().numpy(), [r["energy"] for r in expected],
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(full["forces"].detach().numpy(), np.concatenate([r["forces"] for r in expected]),
+                               rtol=0, atol=1e-8)
+    assert "hk_potential" not in full and full[average.energy_key + "_per_atom"].shape[0] == len(full["_atomic_numbers"])
 
 
 @pytest.mark.parametrize("weights, match", [
