@@ -48,10 +48,10 @@ import schnetpack as spk
 import schnetpack.nn as snn
 
 from schnetpack_ext.atomistic import HKPotential
-
-from ase_qdf.average import QDFAverage, check_average_weights, model_members
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
 from schnetpack_ext.representation import QDF
+
+from ase_qdf.average import QDFAverage, check_average_weights, model_members
 
 __all__ = [
     "FORMAT",
