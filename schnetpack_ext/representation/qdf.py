@@ -438,7 +438,7 @@ class QDF(nn.Module):
 
     def _pooled_functional(self, basis_by_type, projected, bias, mixed_precision: Optional[str] = None,
                            layout: Optional[MoleculeLayout] = None,
-                           molecule_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+                           molecule_index: Optional[torch.Tensor] = None, per_atom: bool = False) -> torch.Tensor:
         """Energy functional on the grids of some atoms, pooled per atom.
 
         The atoms run in blocks of about :attr:`block_elements` activations.
@@ -456,6 +456,8 @@ class QDF(nn.Module):
                 :attr:`mixed_precision`).
             layout: the padding of ``basis_by_type`` (None: unpadded).
             molecule_index: (n,) row of ``projected`` of every atom (unpadded).
+            per_atom: ``projected`` is (n, n_types, D), one matrix per row of
+                ``basis_by_type`` (the local normalisation).
         """
         mode = self.mixed_precision if mixed_precision is None else mixed_precision
         first, rest = self.functional[0], self.functional[1:]
@@ -474,9 +476,14 @@ class QDF(nn.Module):
             basis_blocks = torch.split(basis_by_type, block)
             molecule_blocks = ([None] * len(basis_blocks) if molecule_index is None
                                else torch.split(molecule_index, block))
+            # per-atom matrices are split alongside: a gather from the whole (n, T, D)
+            # tensor would cost a zero-filled (n, T, D) gradient per block, quadratic in n
+            projected_blocks = torch.split(projected, block) if per_atom else [projected] * len(basis_blocks)
             return torch.cat([
-                self._pooled_functional(basis_block, projected, bias, mixed_precision, None, molecule_block)
-                for basis_block, molecule_block in zip(basis_blocks, molecule_blocks)
+                self._pooled_functional(basis_block, projected_block, bias, mixed_precision, None, molecule_block,
+                                        per_atom)
+                for basis_block, projected_block, molecule_block in zip(basis_blocks, projected_blocks,
+                                                                        molecule_blocks)
             ])
         dtype = basis_by_type.dtype
         if in_place and bf16_enabled(mode, self.training):
@@ -653,18 +660,21 @@ class QDF(nn.Module):
         first = self.functional[0]
         projected = torch.matmul(molecule_coefficients, first.weight.t()) * self.orbital_scale  # (M, T, D)
         pooled = []
-        for typed, layout, (a0, a1, _, _) in zip(typed_blocks, layouts, blocks):
+        if local:
+            # one (T x D) matrix per atom, split by block (see _pooled_functional)
+            projected_by_block = torch.split(projected, [a1 - a0 for a0, a1, _, _ in blocks])
+        for k, (typed, layout, (a0, a1, _, _)) in enumerate(zip(typed_blocks, layouts, blocks)):
             molecule_index = None
             if layout is not None:
                 per_molecule = projected[layout.first:layout.first + layout.n_molecules]
             elif local:
-                per_molecule, molecule_index = projected, atoms[a0:a1]
+                per_molecule = projected_by_block[k]
             elif n_molecules == 1:
                 per_molecule = projected[0]
             else:
                 per_molecule, molecule_index = projected, idx_m[a0:a1]
             pooled.append(run(self._pooled_functional, typed, per_molecule, first.bias, mixed_precision, layout,
-                              molecule_index))
+                              molecule_index, local))
         inputs["scalar_representation"] = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
 
         if compute_hk_fields:
