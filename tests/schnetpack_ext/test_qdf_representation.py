@@ -365,3 +365,25 @@ def test_models_pickled_without_hyperparameters_recover_them(tmp_path):
         for key, value in expected.items():
             if key != "zeta_init":  # an initial value; the trained weights carry the state
                 assert restored.hyperparameters[key] == value, key
+
+
+def test_local_normalisation_in_blocks_equals_one_block():
+    # large systems run the local path in blocks of atoms, each with its own per-atom (T x D)
+    # matrices split off the whole tensor; energies and forces must not depend on the blocks
+    torch.manual_seed(3)
+    atoms = molecule("C60")
+    atoms.rattle(0.02, seed=2)
+    results = []
+    for blocked in (False, True):
+        torch.manual_seed(3)
+        rep = QDF(n_atom_basis=16, normalisation="local", local_cutoff=2.5, local_width=1.5)
+        if blocked:
+            rep.max_unchunked_atoms, rep.chunk_size = 0, 16  # outer blocks of 16 atoms
+            rep.block_elements = 16 * rep.grid_weights.numel() * 5  # inner blocks of 5 atoms
+        model = build_model(rep, forces=True).double()
+        out = model(converter(rep.cutoff)(atoms))
+        results.append((out["energy"].detach().numpy(), out["forces"].detach().numpy()))
+    (e_whole, f_whole), (e_blocks, f_blocks) = results
+    np.testing.assert_allclose(e_blocks, e_whole, rtol=1e-12)
+    np.testing.assert_allclose(f_blocks, f_whole, rtol=1e-9, atol=1e-10)
+    assert np.abs(f_whole).max() > 1e-3
