@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["QDFAverage", "check_average_weights", "model_members"]
+__all__ = ["QDFAverage", "check_average_weights", "model_cutoff", "model_members"]
 
 #: how far the weights may sum from 1 (they are stored as float64)
 WEIGHT_SUM_TOLERANCE = 1e-9
@@ -87,11 +87,6 @@ class QDFAverage(nn.Module):
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float64))
 
     @property
-    def cutoff(self) -> float:
-        """The members' common neighbour cutoff (Å)."""
-        return float(self.members[0].representation.cutoff)
-
-    @property
     def energy_key(self) -> str:
         """The members' common energy key."""
         return self.members[0].qdf_config["energy_key"]
@@ -122,3 +117,8 @@ def model_members(model: nn.Module) -> List[Tuple[float, nn.Module]]:
     if isinstance(model, QDFAverage):
         return [(float(w), m) for w, m in zip(model.weights, model.members)]
     return [(1.0, model)]
+
+
+def model_cutoff(model: nn.Module) -> float:
+    """The neighbour cutoff (Å) of a QDF model or of an average (its members share one)."""
+    return float(model_members(model)[0][1].representation.cutoff)

@@ -270,7 +270,7 @@ def _screen(args) -> int:
 
 
 def _info(args) -> int:
-    from ase_qdf.average import QDFAverage
+    from ase_qdf.average import QDFAverage, model_cutoff
     from ase_qdf import model_io
 
     path = args.model
@@ -292,7 +292,7 @@ def _info(args) -> int:
         "sha256": model.qdf_sha256,
         "format_version": model.qdf_format_version,
         "parameters": n_params,
-        "cutoff_angstrom": float(model.cutoff if isinstance(model, QDFAverage) else model.representation.cutoff),
+        "cutoff_angstrom": model_cutoff(model),
         "config": model.average_config if isinstance(model, QDFAverage) else model.qdf_config,
         "metadata": model.qdf_metadata,
     }, indent=2))

@@ -440,12 +440,12 @@ def save_qdf_average(members: Sequence[nn.Module], weights: Sequence[float], pat
     canonical = [as_qdf_model(m) for m in members]
     if any(isinstance(m, QDFAverage) for m in canonical):
         raise ValueError("the members of an average must be single models, not averages")
-    QDFAverage(canonical, weights)  # checks weights, cutoffs and energy keys
+    average = QDFAverage(canonical, weights)  # checks weights, cutoffs and energy keys
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "kind": AVERAGE_KIND,
-        "weights": check_average_weights(weights, len(canonical)),
+        "weights": average.weights.tolist(),
         "members": [_member_payload(m) for m in canonical],
         "metadata": _json_metadata(metadata),
     }

@@ -29,7 +29,7 @@ import schnetpack.properties as properties
 
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
 
-from ase_qdf.average import QDFAverage, model_members
+from ase_qdf.average import QDFAverage, model_cutoff, model_members
 from ase_qdf.model_io import (
     _canonical_parts,
     _find,
@@ -256,8 +256,7 @@ class QDFEngine:
             # copy only a module the caller still holds (resolve_model may return it as is)
             caller_owned = self.model is model or self.model is getattr(model, "model", None)
             self.model = with_lebedev_order(self.model, int(lebedev_order), copy_first=caller_owned)
-        self.cutoff = float(self.model.cutoff if isinstance(self.model, QDFAverage)
-                            else self.model.representation.cutoff)
+        self.cutoff = model_cutoff(self.model)
         self.converter = spk.interfaces.AtomsConverter(
             neighbor_list=MoleculeNeighborList(cutoff=self.cutoff, dtype=self.dtype),
             dtype=self.dtype,
