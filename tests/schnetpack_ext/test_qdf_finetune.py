@@ -344,3 +344,16 @@ def test_phase27_continued_differs_from_cutoff30_in_the_rate_and_cycle_length():
     continued.globals.lr = cutoff30.globals.lr
     continued.trainer.max_epochs = cutoff30.trainer.max_epochs
     _assert_same_recipe_under_own_name(continued, cutoff30, "qdf_qm9_relu_phase27_local_cutoff30_continued")
+
+
+def test_phase28_is_phase27_continued_at_the_rate_and_length_it_ran_with():
+    """Session 28 trained phase 28 as ``qdf_qm9_relu_phase27_local_cutoff30_continued globals.lr=1e-4
+    trainer.max_epochs=8``; its own config must compose to exactly that."""
+    continued, phase28 = _compose("qdf_qm9_relu_phase27_local_cutoff30_continued",
+                                  "qdf_qm9_relu_phase28_local_cutoff30_continued2")
+    assert phase28.model.representation.local_cutoff == 3.0
+    assert phase28.task.optimizer_args.lr == 1e-4
+    assert phase28.trainer.max_epochs == 8 and phase28.task.scheduler_args.T_max == 8
+    phase28.globals.lr = continued.globals.lr
+    phase28.trainer.max_epochs = continued.trainer.max_epochs
+    _assert_same_recipe_under_own_name(phase28, continued, "qdf_qm9_relu_phase28_local_cutoff30_continued2")
