@@ -336,24 +336,18 @@ def test_phase27_local_runs_differ_from_phase26_local_in_the_local_cutoff_only()
         _assert_same_recipe_under_own_name(phase27, phase26, name)
 
 
-def test_phase27_continued_differs_from_cutoff30_in_the_rate_and_cycle_length():
-    cutoff30, continued = _compose("qdf_qm9_relu_phase27_local_cutoff30", "qdf_qm9_relu_phase27_local_cutoff30_continued")
+@pytest.mark.parametrize("base, continued_name, lr, epochs", [
+    ("qdf_qm9_relu_phase27_local_cutoff30", "qdf_qm9_relu_phase27_local_cutoff30_continued", 1.5e-4, 6),
+    # session 28 trained phase 28 as ``..._continued globals.lr=1e-4 trainer.max_epochs=8``; its own config
+    # must compose to exactly that
+    ("qdf_qm9_relu_phase27_local_cutoff30_continued", "qdf_qm9_relu_phase28_local_cutoff30_continued2", 1e-4, 8),
+])
+def test_local_cutoff30_continuations_differ_from_their_base_in_the_rate_and_cycle_length(base, continued_name, lr,
+                                                                                          epochs):
+    start, continued = _compose(base, continued_name)
     assert continued.model.representation.local_cutoff == 3.0
-    assert continued.task.optimizer_args.lr == 1.5e-4
-    assert continued.trainer.max_epochs == 6 and continued.task.scheduler_args.T_max == 6
-    continued.globals.lr = cutoff30.globals.lr
-    continued.trainer.max_epochs = cutoff30.trainer.max_epochs
-    _assert_same_recipe_under_own_name(continued, cutoff30, "qdf_qm9_relu_phase27_local_cutoff30_continued")
-
-
-def test_phase28_is_phase27_continued_at_the_rate_and_length_it_ran_with():
-    """Session 28 trained phase 28 as ``qdf_qm9_relu_phase27_local_cutoff30_continued globals.lr=1e-4
-    trainer.max_epochs=8``; its own config must compose to exactly that."""
-    continued, phase28 = _compose("qdf_qm9_relu_phase27_local_cutoff30_continued",
-                                  "qdf_qm9_relu_phase28_local_cutoff30_continued2")
-    assert phase28.model.representation.local_cutoff == 3.0
-    assert phase28.task.optimizer_args.lr == 1e-4
-    assert phase28.trainer.max_epochs == 8 and phase28.task.scheduler_args.T_max == 8
-    phase28.globals.lr = continued.globals.lr
-    phase28.trainer.max_epochs = continued.trainer.max_epochs
-    _assert_same_recipe_under_own_name(phase28, continued, "qdf_qm9_relu_phase28_local_cutoff30_continued2")
+    assert continued.task.optimizer_args.lr == lr
+    assert continued.trainer.max_epochs == epochs and continued.task.scheduler_args.T_max == epochs
+    continued.globals.lr = start.globals.lr
+    continued.trainer.max_epochs = start.trainer.max_epochs
+    _assert_same_recipe_under_own_name(continued, start, continued_name)
