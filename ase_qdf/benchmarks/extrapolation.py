@@ -60,7 +60,7 @@ MAX_PLOTTED = 8
 #: local normalisation over 3 Å (the best at 27-29 atoms), the average of the shipped and
 #: that model (``qdf benchmark blend``), the paper mode and the two SchNetPack baselines
 HEADLINE = ("qdf_qm9_shipped", "qdf_qm9_average", "qdf_qm9_phase23", "qdf_qm9_local",
-            "qdf_qm9_phase30_local_cutoff30_continued4", "qdf_paper_mode_h200_5min", "painn_h200_9min",
+            "qdf_qm9_phase31_local_cutoff30_continued5", "qdf_paper_mode_h200_5min", "painn_h200_9min",
             "schnet_h200_9min")
 
 #: seed of the random orientations of ``--orientation random``
