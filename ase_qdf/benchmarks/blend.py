@@ -4,7 +4,8 @@ Reads the predictions ``qdf benchmark extrapolation`` saved for two models
 (``extrapolation_<A>.npz`` and ``extrapolation_<B>.npz``, evaluated on the same molecules in
 the same orientation), forms ``(1 - w) E_A + w E_B`` for ``w`` on a grid in [0, 1], picks the
 ``w`` with the lowest ``under14`` validation MAE, and writes the average as one more
-extrapolation record (``extrapolation_<label>.json`` and ``.npz``), so that it appears in the
+extrapolation record (``extrapolation_<label>.json`` and ``.npz``, with each member's ``model``
+and ``budget`` copied in, since a label may later name a newer model), so that it appears in the
 extrapolation table beside its members. Test and ``over15`` never take part in the choice.
 No model is evaluated: a measurement of what averaging two models would give, e.g. two
 normalisations whose size errors have opposite signs. Usage::
@@ -91,7 +92,8 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         first, second = (read_predictions(args.out_dir, label) for label in labels)
     except FileNotFoundError as err:
         parser.error(str(err))
-    first_json = json.loads((args.out_dir / f"extrapolation_{labels[0]}.json").read_text())
+    member_json = [json.loads((args.out_dir / f"extrapolation_{label}.json").read_text()) for label in labels]
+    first_json = member_json[0]
     try:
         blended = blend_predictions(first, second, step=args.step, weight=args.weight)
     except ValueError as err:
@@ -103,7 +105,10 @@ def main(argv: List[str] = None) -> Dict[str, object]:
               "budget": f"prediction average of {labels[0]} and {labels[1]}, weight {weight:.2f} of the second "
                         f"{chosen}; the members' budgets together",
               "precision": "members' default", "orientation": first_json.get("orientation", "stored"),
-              "members": labels, "weight": weight, "validation_mae_by_weight": blended["validation_mae_by_weight"],
+              "members": labels,
+              # what each label meant when averaged: labels such as qdf_qm9_average move on to newer models
+              "member_models": [m.get("model", "") for m in member_json],
+              "member_budgets": [m.get("budget", "") for m in member_json], "weight": weight, "validation_mae_by_weight": blended["validation_mae_by_weight"],
               "splits": {}}
     arrays = blended["arrays"]
     for split in [k[:-len("_predicted")] for k in arrays if k.endswith("_predicted")]:

@@ -342,8 +342,8 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
         for split, offset in (("under14_val", val_offset), ("over15", over15_offset)):
             arrays[f"{split}_predicted"] = reference[split] + offset
             arrays[f"{split}_reference"], arrays[f"{split}_n_atoms"] = reference[split], n_atoms[split]
-        extrapolation.write_record(tmp_path, {"label": label, "budget": "", "orientation": "random", "splits": {}},
-                                   arrays)
+        extrapolation.write_record(tmp_path, {"label": label, "model": f"{label}.pt", "budget": f"{label} budget",
+                                              "orientation": "random", "splits": {}}, arrays)
         return arrays
 
     # errors +0.3 and -0.1 on validation: 0.25 of the second cancels them; over15 follows that choice
@@ -357,6 +357,8 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
     result = blend.main(["--models", "a,b", "--label", "ab", "--out-dir", str(tmp_path)])
     assert result["weight"] == pytest.approx(0.75) and result["orientation"] == "random"
     assert result["splits"]["over15"]["mae_eV"] == pytest.approx(0.1)
+    # the record keeps what its members were, since a label can later name another model
+    assert result["member_models"] == ["a.pt", "b.pt"] and result["member_budgets"] == ["a budget", "b budget"]
     assert "| ab |" in extrapolation.write_report(tmp_path).read_text()
     # a weight chosen elsewhere is used as given, and the record says where it came from
     fixed = blend.main(["--models", "a,b", "--label", "ab_fixed", "--out-dir", str(tmp_path), "--weight", "0.5",
