@@ -23,7 +23,7 @@
 # qdf_qm9_average (the second shipped model): phase 25's weights fine-tuned with the local normalisation over
 # 3.0 Å (`qdf_qm9_relu_phase27_local_cutoff30`, 10 epochs, then `..._continued`, 6 more, then phase 28,
 # `qdf_qm9_relu_phase28_local_cutoff30_continued2`, 8 more, then the same recipe three more times, phases 29-31;
-# about 6.8 h on one thread), averaged with the shipped file at weight 0.4 (`qdf average`).
+# about 6.8 h wall on the 2-core CPU, mostly one thread), averaged with the shipped file at weight 0.4 (`qdf average`).
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
