@@ -93,7 +93,6 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     except FileNotFoundError as err:
         parser.error(str(err))
     member_json = [json.loads((args.out_dir / f"extrapolation_{label}.json").read_text()) for label in labels]
-    first_json = member_json[0]
     try:
         blended = blend_predictions(first, second, step=args.step, weight=args.weight)
     except ValueError as err:
@@ -104,11 +103,12 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     result = {"label": args.label, "model": f"{1 - weight:.2f} x {labels[0]} + {weight:.2f} x {labels[1]}",
               "budget": f"prediction average of {labels[0]} and {labels[1]}, weight {weight:.2f} of the second "
                         f"{chosen}; the members' budgets together",
-              "precision": "members' default", "orientation": first_json.get("orientation", "stored"),
+              "precision": "members' default", "orientation": member_json[0].get("orientation", "stored"),
               "members": labels,
               # what each label meant when averaged: labels such as qdf_qm9_average move on to newer models
               "member_models": [m.get("model", "") for m in member_json],
-              "member_budgets": [m.get("budget", "") for m in member_json], "weight": weight, "validation_mae_by_weight": blended["validation_mae_by_weight"],
+              "member_budgets": [m.get("budget", "") for m in member_json],
+              "weight": weight, "validation_mae_by_weight": blended["validation_mae_by_weight"],
               "splits": {}}
     arrays = blended["arrays"]
     for split in [k[:-len("_predicted")] for k in arrays if k.endswith("_predicted")]:
