@@ -1,6 +1,7 @@
 """Screening speed of the user-facing paths beside SchNet, same molecules, same run.
 
-Times, on the same ``under14`` QM9 test molecules: ``qdf screen`` on an extxyz file
+Times, on the same QM9 molecules (``under14`` test, or with ``--split over15``
+larger ones, 15-29 atoms): ``qdf screen`` on an extxyz file
 (reading, validation, CSV writing included), :func:`ase_qdf.predict_energies` on a
 list of ``Atoms`` (in full precision and with ``precision="bf16"``), and SchNetPack's SchNet and PaiNN (random weights of the
 ``schnet_qm9_under14`` / ``painn_qm9_under14`` experiments; speed does not depend on
@@ -8,6 +9,7 @@ the weights) from ``Atoms`` to energies with SchNetPack's ``AtomsConverter``::
 
     qdf benchmark screening --molecules 1000 --json docs/benchmarks/screening.json
     qdf benchmark screening --molecules 500 --also qdf_qm9_average   # a second model in the same run
+    qdf benchmark screening --molecules 256 --split over15           # larger molecules
 """
 
 import argparse
@@ -44,7 +46,10 @@ def main(argv: List[str] = None) -> Dict[str, object]:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="ase-qdf model file (default: the shipped model)")
-    parser.add_argument("--molecules", type=int, default=1000, help="under14 test molecules")
+    parser.add_argument("--molecules", type=int, default=1000, help="number of molecules")
+    parser.add_argument("--split", choices=("test", "over15"), default="test",
+                        help="under14 test molecules (the first --molecules) or over15 molecules (15-29 atoms, "
+                             "--molecules at random, seed 1729)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--also", action="append", default=[], metavar="MODEL",
                         help="another model file or shipped model name, timed with predict_energies in the same "
@@ -53,8 +58,11 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
 
-    _, molecules, _ = load_molecules("test")
-    molecules = molecules[: args.molecules]
+    if args.split == "over15":
+        _, molecules, _ = load_molecules("over15", over15=args.molecules)
+    else:
+        _, molecules, _ = load_molecules("test")
+        molecules = molecules[: args.molecules]
     n = len(molecules)
     engine = QDFEngine(args.model, device="cpu")
     rows = {}
@@ -90,6 +98,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
     result = {
         "machine": machine_info(),
         "model": str(engine.model.qdf_path),
+        "split": args.split,
         "n_molecules": n,
         "mean_atoms": float(np.mean([len(a) for a in molecules])),
         "batch_size": args.batch_size,

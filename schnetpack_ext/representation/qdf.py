@@ -194,6 +194,10 @@ class QDF(nn.Module):
     #: layout (coarse grids: no gain measured there), whose
     #: first layer is a product per molecule
     block_elements = 2**20
+    #: without autograd, the orbitals are evaluated in pieces of about this many
+    #: (pairs x slots x points) values (4 MiB of float32), in cache
+    #: (docs/benchmarks/speed.md, session 32)
+    basis_block_elements = 2**20
 
     def __init__(
         self,
@@ -384,15 +388,123 @@ class QDF(nn.Module):
         shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
         return gaussian_orbitals(zeta, d2, shells, second_shell, mask)
 
-    def _radial_inputs(self, d2: torch.Tensor, rows_j: torch.Tensor):
-        """Shell factors (envelope and d * envelope) and per-slot exponents, shells and mask of the pairs."""
+    def _shell_factors(self, d2: torch.Tensor):
+        """(envelope, d): the smooth switch (0 on the nucleus) and the distance, (n_pairs, n_points) each."""
         on_nucleus = d2 <= 0
         d = torch.sqrt(torch.where(on_nucleus, torch.ones_like(d2), d2))
         d = torch.where(on_nucleus, torch.zeros_like(d), d)
-        envelope = smooth_switch(d, self.basis_cutoff, self.switch_width) * (~on_nucleus)
+        return smooth_switch(d, self.basis_cutoff, self.switch_width) * (~on_nucleus), d
+
+    def _radial_inputs(self, d2: torch.Tensor, rows_j: torch.Tensor, n_slots: Optional[int] = None):
+        """Shell factors (envelope and d * envelope) and per-slot exponents, shells and mask of the pairs.
+
+        ``n_slots``: only the first slots (pairs of one orbital layout, see :meth:`orbital_layouts`).
+        """
+        envelope, d = self._shell_factors(d2)
         shells = torch.stack([envelope, envelope * d], 1)  # d^(q-1) envelope for q = 1, 2
-        zeta = self.zeta[self.type_index[rows_j]]  # (P, O)
-        return shells, zeta, self.second_shell[rows_j] > 0, self.orbital_mask[rows_j]
+        slots = slice(None) if n_slots is None else slice(0, n_slots)
+        zeta = self.zeta[self.type_index[rows_j, slots]]  # (P, O)
+        return shells, zeta, self.second_shell[rows_j, slots] > 0, self.orbital_mask[rows_j, slots]
+
+    def orbital_layouts(self):
+        """The elements grouped by the layout of their orbital slots.
+
+        Hydrogen carries 4 orbitals, C, N, O and F 14: evaluating every pair on all
+        14 slots of the padded tables spends 10 of them on zeros for the pairs of a
+        hydrogen atom, about half of all pairs. Pairs are therefore evaluated per
+        layout, on its own slots only.
+
+        Returns:
+            ``(layout_of_row, layouts)``: (n_elements,) layout index of every
+            orbital-table row, and per layout ``(n_slots, runs)``, ``runs`` the
+            ``(first, end, second_shell)`` slot ranges of one shell each.
+        """
+        cached = self.__dict__.get("_orbital_layouts")
+        device = self.orbital_mask.device
+        if cached is None or cached[0] != device:
+            mask, second = self.orbital_mask.cpu() > 0, self.second_shell.cpu() > 0
+            keys, layout_of_row = [], []
+            for row in range(mask.shape[0]):
+                n_slots = int(mask[row].sum())
+                if not bool(mask[row, :n_slots].all()):
+                    raise ValueError("the orbital tables must fill the first slots of every element")
+                key = (n_slots, tuple(second[row, :n_slots].tolist()))
+                if key not in keys:
+                    keys.append(key)
+                layout_of_row.append(keys.index(key))
+            layouts = []
+            for n_slots, pattern in keys:
+                runs, first = [], 0
+                for slot in range(1, n_slots + 1):
+                    if slot == n_slots or pattern[slot] != pattern[first]:
+                        runs.append((first, slot, pattern[first]))
+                        first = slot
+                layouts.append((n_slots, tuple(runs)))
+            cached = (device, torch.tensor(layout_of_row, device=device), layouts)
+            self.__dict__["_orbital_layouts"] = cached
+        return cached[1], cached[2]
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_orbital_layouts", None)  # device-bound cache, rebuilt on use
+        return state
+
+    def _pairs_by_layout(self, rows_j: torch.Tensor):
+        """``(pair indices, n_slots, runs)`` for every orbital layout among the pairs."""
+        layout_of_row, layouts = self.orbital_layouts()
+        if len(layouts) == 1:
+            yield torch.arange(rows_j.shape[0], device=rows_j.device), *layouts[0]
+            return
+        layout_of_pair = layout_of_row[rows_j]
+        for k, (n_slots, runs) in enumerate(layouts):
+            pairs = torch.nonzero(layout_of_pair == k).squeeze(1)
+            if pairs.numel():
+                yield pairs, n_slots, runs
+
+    def _orbitals_without_grad(self, r_ij: torch.Tensor, rows_j: torch.Tensor, keep: bool):
+        """Unnormalised orbitals of the pairs, piece by piece, without autograd.
+
+        Pieces hold about :attr:`basis_block_elements` values and the orbital chain
+        (exponent product, exp, shell factors, squares) runs on each in place, in cache,
+        instead of ~10 passes over batch-sized (pairs x slots x points) tensors.
+
+        Args:
+            r_ij: (n_pairs, 3) vectors R_j - R_i (Å).
+            rows_j: (n_pairs,) orbital-table row of atom j.
+            keep: every piece in its own memory (the caller keeps them); otherwise one
+                scratch buffer is reused, valid until the next piece.
+
+        Yields:
+            ``(pairs, phi)``: indices into the pairs and their orbitals
+            (len(pairs), n_slots, n_points), the layout's slots only.
+        """
+        n_points = self.n_grid_points
+        zeta_of_type = self.zeta.to(r_ij.dtype)
+        scratch = None
+        for pairs, n_slots, runs in self._pairs_by_layout(rows_j):
+            step = max(1, self.basis_block_elements // (n_slots * n_points))
+            kept = r_ij.new_empty(pairs.shape[0], n_slots, n_points) if keep else None
+            if not keep and (scratch is None or scratch.numel() < step * n_slots * n_points):
+                scratch = r_ij.new_empty(step * n_slots * n_points)
+            for p0 in range(0, pairs.shape[0], step):
+                piece = pairs[p0:p0 + step]
+                rows = rows_j[piece]
+                phi = kept[p0:p0 + step] if keep else scratch[:piece.shape[0] * n_slots * n_points].view(
+                    piece.shape[0], n_slots, n_points)
+                d2 = self.grid_distances2(r_ij[piece])
+                envelope, d = self._shell_factors(d2)
+                zeta = zeta_of_type[self.type_index[rows, :n_slots]]
+                torch.mul(zeta[:, :, None], d2[:, None, :], out=phi).neg_().exp_()
+                for first, end, second in runs:
+                    phi[:, first:end].mul_((envelope * d if second else envelope)[:, None, :])
+                yield piece, phi
+
+    def _add_typed(self, typed: torch.Tensor, phi: torch.Tensor, rows_j, local_i) -> torch.Tensor:
+        """Add orbitals ``phi`` (pairs, n_slots, n_points) into their rows of ``typed`` (n_local * n_types, n_points)."""
+        n_types, n_points = self.n_orbital_types, phi.shape[2]
+        target_rows = (local_i[:, None] * n_types + self.type_index[rows_j, :phi.shape[1]]).reshape(-1)
+        return typed.index_add_(0, target_rows, phi.reshape(-1, n_points))
 
     def grid_distances2(self, r_ij: torch.Tensor) -> torch.Tensor:
         """(n_pairs, n_points) squared distances of the grid points of atom i from atom j (Å^2)."""
@@ -414,11 +526,23 @@ class QDF(nn.Module):
         return d2, self.basis(d2, rows_j)
 
     def _orbital_norm2(self, r_ij, rows_j, idx_j, n_atoms: int) -> torch.Tensor:
-        """Contribution of these pairs to sum_g w phi^2 per orbital (j, slot)."""
-        _, phi = self.pair_basis(r_ij, rows_j)
-        weights = self.grid_weights.to(phi.dtype)
-        norm2 = phi.new_zeros(n_atoms, phi.shape[1])
-        return norm2.index_add_(0, idx_j, (phi * phi) @ weights)
+        """Contribution of these pairs to sum_g w phi^2 per orbital (j, slot): (n_atoms, max_orbitals)."""
+        weights = self.grid_weights.to(r_ij.dtype)
+        norm2 = r_ij.new_zeros(n_atoms, self.orbital_mask.shape[1])
+        if not torch.is_grad_enabled():
+            for pairs, phi in self._orbitals_without_grad(r_ij, rows_j, keep=False):
+                norm2[:, :phi.shape[1]].index_add_(0, idx_j[pairs], (phi * phi) @ weights)
+            return norm2
+        for pairs, n_slots, _ in self._pairs_by_layout(rows_j):
+            phi = self._layout_orbitals(self.grid_distances2(r_ij[pairs]), rows_j[pairs], n_slots)
+            part = phi.new_zeros(n_atoms, n_slots).index_add_(0, idx_j[pairs], (phi * phi) @ weights)
+            norm2 = norm2 + F.pad(part, (0, norm2.shape[1] - n_slots))
+        return norm2
+
+    def _layout_orbitals(self, d2: torch.Tensor, rows_j: torch.Tensor, n_slots: int) -> torch.Tensor:
+        """Unnormalised orbitals (pairs, n_slots, n_points) of pairs of one layout, differentiable."""
+        shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j, n_slots)
+        return gaussian_orbitals(zeta, d2, shells, second_shell, mask)
 
     def _typed_basis(self, phi, rows_j, local_i, n_local: int) -> torch.Tensor:
         """Normalised basis ``phi`` summed per orbital type on the grids of ``n_local`` atoms.
@@ -427,14 +551,50 @@ class QDF(nn.Module):
             (n_local, n_points, n_types): sum over the orbitals of each type.
         """
         n_types, n_points = self.n_orbital_types, phi.shape[2]
-        target_rows = (local_i[:, None] * n_types + self.type_index[rows_j]).reshape(-1)
-        typed = phi.new_zeros(n_local * n_types, n_points)
-        typed.index_add_(0, target_rows, phi.reshape(-1, n_points))
+        typed = self._add_typed(phi.new_zeros(n_local * n_types, n_points), phi, rows_j, local_i)
         return typed.view(n_local, n_types, n_points).transpose(1, 2)
 
     def _chunk_typed_basis(self, r_ij, rows_j, local_i, inv_norm_pairs, n_local: int):
-        _, phi = self.pair_basis(r_ij, rows_j)
-        return self._typed_basis(phi * inv_norm_pairs[:, :, None], rows_j, local_i, n_local)
+        """Typed basis (n_local, n_points, n_types) of a block of grid atoms, given the inverse norms of the pairs."""
+        n_types, n_points = self.n_orbital_types, self.n_grid_points
+        typed = r_ij.new_zeros(n_local * n_types, n_points)
+        if not torch.is_grad_enabled():
+            for pairs, phi in self._orbitals_without_grad(r_ij, rows_j, keep=False):
+                phi.mul_(inv_norm_pairs[pairs, :phi.shape[1], None])
+                self._add_typed(typed, phi, rows_j[pairs], local_i[pairs])
+        else:
+            for pairs, n_slots, _ in self._pairs_by_layout(rows_j):
+                phi = self._layout_orbitals(self.grid_distances2(r_ij[pairs]), rows_j[pairs], n_slots)
+                self._add_typed(typed, phi * inv_norm_pairs[pairs, :n_slots, None], rows_j[pairs], local_i[pairs])
+        return typed.view(n_local, n_types, n_points).transpose(1, 2)
+
+    def _single_block_typed_basis(self, r_ij, rows_j, idx_i, idx_j, n_atoms: int) -> torch.Tensor:
+        """Typed basis (n_atoms, n_points, n_types) when all pairs form one block: orbitals computed once."""
+        n_types, n_points = self.n_orbital_types, self.n_grid_points
+        weights = self.grid_weights.to(r_ij.dtype)
+        typed = r_ij.new_zeros(n_atoms * n_types, n_points)
+        if not torch.is_grad_enabled():
+            pieces = list(self._orbitals_without_grad(r_ij, rows_j, keep=True))
+            norm2 = r_ij.new_zeros(n_atoms, self.orbital_mask.shape[1])
+            for pairs, phi in pieces:
+                norm2[:, :phi.shape[1]].index_add_(0, idx_j[pairs], (phi * phi) @ weights)
+            inv_norm = inverse_norm(norm2)
+            for pairs, phi in pieces:
+                phi.mul_(inv_norm[idx_j[pairs], :phi.shape[1], None])
+                self._add_typed(typed, phi, rows_j[pairs], idx_i[pairs])
+        else:
+            # normalisation over the molecule grid, per orbital (j, slot), fused with one
+            # backward pass (the pair tensors are the largest of the model); training on
+            # forces (SchNetPack's Forces builds their graph in training mode)
+            # differentiates them again and needs the twice-differentiable form. The
+            # norm of (j, slot) sums the pairs of atom j only, all of one layout
+            for pairs, n_slots, _ in self._pairs_by_layout(rows_j):
+                d2 = self.grid_distances2(r_ij[pairs])
+                shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j[pairs], n_slots)
+                phi, _ = normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j[pairs], n_atoms,
+                                             twice_differentiable=d2.requires_grad and self.training)
+                self._add_typed(typed, phi, rows_j[pairs], idx_i[pairs])
+        return typed.view(n_atoms, n_types, n_points).transpose(1, 2)
 
     def _pooled_functional(self, basis_by_type, projected, bias, mixed_precision: Optional[str] = None,
                            layout: Optional[MoleculeLayout] = None,
@@ -565,16 +725,9 @@ class QDF(nn.Module):
             return checkpoint(fn, *args, use_reentrant=False) if remat else fn(*args)
 
         if single_chunk:
-            # 1. basis normalisation over the molecule grid, per orbital (j, slot)
-            # fused, with one backward pass (the pair tensors are the largest of the model);
-            # training on forces (SchNetPack's Forces builds their graph in training mode)
-            # differentiates them again and needs the twice-differentiable form
-            d2 = self.grid_distances2(r_ij)
-            shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j)
-            phi, _ = normalised_orbitals(zeta, d2, shells, second_shell, mask, weights, idx_j, n_atoms,
-                                         twice_differentiable=d2.requires_grad and self.training)
+            # 1. orbitals normalised over the molecule grid, summed per orbital type
             blocks = [(0, n_atoms, 0, idx_i.shape[0])]
-            typed_blocks = [self._typed_basis(phi, rows_j, idx_i, n_atoms)]
+            typed_blocks = [self._single_block_typed_basis(r_ij, rows_j, idx_i, idx_j, n_atoms)]
         else:
             order = torch.argsort(idx_i)
             idx_i, idx_j, r_ij, rows_j = idx_i[order], idx_j[order], r_ij[order], rows_j[order]
@@ -694,7 +847,7 @@ class QDF(nn.Module):
             with torch.no_grad():
                 potential = r_ij.new_zeros(n_atoms, n_points)
                 for a0, a1, p0, p1 in blocks:
-                    d2_block = self.pair_basis(r_ij[p0:p1], rows_j[p0:p1])[0] if not single_chunk else d2
+                    d2_block = self.grid_distances2(r_ij[p0:p1])
                     charges = atomic_numbers[idx_j[p0:p1]].to(r_ij.dtype)
                     potential.index_add_(0, idx_i[p0:p1], -charges[:, None] * torch.exp(-d2_block))
             inputs[external_potential_key] = potential.reshape(-1)

@@ -135,6 +135,16 @@ def test_screening_benchmark_times_every_path(model_path, tmp_path):
                                               "SchNet (Atoms, SchNetPack)", "PaiNN (Atoms, SchNetPack)"}
     assert all(v > 0 for v in result["molecules_per_s"].values())
     assert result["ratio_vs_schnet"]["SchNet (Atoms, SchNetPack)"] == 1.0
+    assert result["split"] == "test" and result["mean_atoms"] <= 14
+
+
+def test_screening_benchmark_on_larger_molecules(model_path):
+    from ase_qdf.benchmarks import screening
+
+    result = screening.main(["--model", str(model_path), "--molecules", "3", "--repeats", "1", "--split", "over15"])
+    assert result["split"] == "over15" and result["n_molecules"] == 3
+    assert result["mean_atoms"] >= 15
+    assert all(v > 0 for v in result["molecules_per_s"].values())
 
 
 def test_dft_benchmark_times_pyscf_beside_qdf(model_path, tmp_path):

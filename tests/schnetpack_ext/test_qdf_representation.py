@@ -36,13 +36,16 @@ def energy(model, atoms, cutoff):
     return model(converter(cutoff)(atoms))["energy"].detach().numpy()
 
 
+@pytest.mark.parametrize("pieces", [QDF.basis_block_elements, 1], ids=["default pieces", "one pair per piece"])
 @pytest.mark.parametrize("grad", [True, False], ids=["autograd", "inference"])
 @pytest.mark.parametrize("name,orbital_scale", [("H2O", 1.0), ("HCN", 1.0), ("CH3COF", 1.0), ("CH3COF", 30.0)])
-def test_fast_path_matches_dense_reference_on_paper_grid(name, orbital_scale, grad):
-    # without autograd the basis and the functional are computed in place (inference path)
+def test_fast_path_matches_dense_reference_on_paper_grid(name, orbital_scale, grad, pieces):
+    # without autograd the basis and the functional are computed in place (inference
+    # path), the orbitals in pieces of pairs (of one pair each: piece boundaries)
     torch.manual_seed(3)
     rep = QDF(n_atom_basis=16, grid="paper", activation="relu", basis_cutoff=40.0, zeta_min=0.0,
               orbital_scale=orbital_scale)
+    rep.basis_block_elements = pieces
     with torch.no_grad():
         rep.zeta_raw.add_(0.3 * torch.randn_like(rep.zeta_raw))
     rep = rep.double()
@@ -321,13 +324,41 @@ def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid
         np.testing.assert_allclose(chunked, single, rtol=1e-9, atol=1e-12)
     # inference: blocks of inference_chunk_size atoms (one block by default here)
     reference = fields["scalar_representation"].detach().numpy()
-    for inference_chunk in (QDF.inference_chunk_size, 4):
-        rep.inference_chunk_size = inference_chunk
+    for inference_chunk, pieces in ((QDF.inference_chunk_size, QDF.basis_block_elements), (4, QDF.basis_block_elements),
+                                    (4, 1)):
+        rep.inference_chunk_size, rep.basis_block_elements = inference_chunk, pieces
         with torch.inference_mode():
             inputs = spk.atomistic.PairwiseDistances()(converter(rep.cutoff)(atoms_list))
             fields = rep(inputs)
         np.testing.assert_allclose(fields["scalar_representation"].numpy(), reference, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(fields["density"].numpy(), results[0][2], rtol=1e-9, atol=1e-12)
+
+
+def test_orbitals_are_evaluated_per_layout_on_their_own_slots():
+    rep = QDF(n_atom_basis=8)
+    layout_of_row, layouts = rep.orbital_layouts()
+    rows = rep.element_rows(torch.tensor([1, 6, 7, 8, 9]))
+    assert layout_of_row[rows].tolist() == [0, 1, 1, 1, 1]
+    # hydrogen: 4 q = 1 orbitals; C, N, O, F: 6 q = 1 then 8 q = 2
+    assert layouts == [(4, ((0, 4, False),)), (14, ((0, 6, False), (6, 14, True)))]
+    # the per-layout orbitals equal the padded ones, slot by slot, and nothing is lost
+    torch.manual_seed(0)
+    rep = rep.double()
+    r_ij = torch.randn(40, 3, dtype=torch.float64)
+    rows_j = torch.randint(0, 5, (40,))
+    padded = rep.basis(rep.grid_distances2(r_ij), rows_j)
+    rep.basis_block_elements = 3 * 14 * rep.n_grid_points  # pieces of 3 heavy-atom pairs
+    seen = torch.zeros(40, dtype=torch.long)
+    with torch.no_grad():
+        for pairs, phi in rep._orbitals_without_grad(r_ij, rows_j, keep=False):
+            n_slots = phi.shape[1]
+            assert n_slots == (4 if bool((rows_j[pairs] == 0).all()) else 14)
+            torch.testing.assert_close(phi, padded[pairs, :n_slots])
+            assert float(padded[pairs, n_slots:].abs().sum()) == 0.0  # the padded slots skipped are empty
+            seen[pairs] += 1
+    assert seen.tolist() == [1] * 40
+    # the layout cache is rebuilt on use, not saved with the module
+    assert "_orbital_layouts" not in rep.__getstate__()
 
 
 def test_small_systems_under_autograd_run_in_one_block_without_checkpointing(monkeypatch):
