@@ -194,8 +194,8 @@ class QDF(nn.Module):
     #: layout (coarse grids: no gain measured there), whose
     #: first layer is a product per molecule
     block_elements = 2**20
-    #: without autograd, the orbitals are evaluated in pieces of about this many
-    #: (pairs x slots x points) values (4 MiB of float32), in cache
+    #: without autograd, on a CPU, the orbitals are evaluated in pieces of about this
+    #: many (pairs x slots x points) values (4 MiB of float32), in cache
     #: (docs/benchmarks/speed.md, session 32)
     basis_block_elements = 2**20
 
@@ -465,9 +465,10 @@ class QDF(nn.Module):
     def _orbitals_without_grad(self, r_ij: torch.Tensor, rows_j: torch.Tensor, keep: bool):
         """Unnormalised orbitals of the pairs, piece by piece, without autograd.
 
-        Pieces hold about :attr:`basis_block_elements` values and the orbital chain
-        (exponent product, exp, shell factors, squares) runs on each in place, in cache,
-        instead of ~10 passes over batch-sized (pairs x slots x points) tensors.
+        On a CPU, pieces hold about :attr:`basis_block_elements` values and the orbital
+        chain (exponent product, exp, shell factors, squares) runs on each in place, in
+        cache, instead of ~10 passes over batch-sized (pairs x slots x points) tensors;
+        on other devices each layout is one piece.
 
         Args:
             r_ij: (n_pairs, 3) vectors R_j - R_i (Å).
@@ -484,6 +485,8 @@ class QDF(nn.Module):
         scratch = None
         for pairs, n_slots, runs in self._pairs_by_layout(rows_j):
             step = max(1, self.basis_block_elements // (n_slots * n_points))
+            if r_ij.device.type != "cpu":
+                step = max(1, pairs.shape[0])  # a GPU wants few large kernels, not cache-sized ones
             kept = r_ij.new_empty(pairs.shape[0], n_slots, n_points) if keep else None
             if not keep and (scratch is None or scratch.numel() < step * n_slots * n_points):
                 scratch = r_ij.new_empty(step * n_slots * n_points)
