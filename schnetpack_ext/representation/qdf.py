@@ -445,8 +445,7 @@ class QDF(nn.Module):
         return cached[1], cached[2]
 
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
+        state = dict(super().__getstate__())
         state.pop("_orbital_layouts", None)  # device-bound cache, rebuilt on use
         return state
 
