@@ -35,7 +35,7 @@ import schnetpack.nn as snn
 
 from schnetpack_ext.nn.basis import gaussian_orbitals, inverse_norm, normalised_orbitals
 from schnetpack_ext.nn.grids import build_grid, lebedev_rule_of_order
-from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_tables
+from schnetpack_ext.nn.orbitals import SUPPORTED_ELEMENTS, orbital_layouts, orbital_tables
 
 __all__ = ["QDF", "MoleculeLayout", "smooth_switch", "autocast_bf16", "bf16_enabled"]
 
@@ -270,6 +270,9 @@ class QDF(nn.Module):
             "second_shell", tables.second_shell.float(), persistent=False
         )
         self.register_buffer("orbital_mask", tables.mask.float(), persistent=False)
+        # pairs are evaluated per slot layout of their atom j (hydrogen: 4 slots, not 14)
+        self.register_buffer("layout_index", tables.layout_index, persistent=False)
+        self.layouts = tables.layouts
 
         # exponents stay above zeta_min (positivity, and support inside the cutoff)
         theta0 = math.log(math.expm1(zeta_init - zeta_min))
@@ -293,6 +296,9 @@ class QDF(nn.Module):
         super().__setstate__(state)
         if "hyperparameters" not in self.__dict__:
             self.hyperparameters = self._recover_hyperparameters()
+        if "layout_index" not in self._buffers:  # pickled before the per-layout orbitals
+            layout_index, self.layouts = orbital_layouts(self.orbital_mask, self.second_shell)
+            self.register_buffer("layout_index", layout_index.to(self.orbital_mask.device), persistent=False)
 
     def _recover_hyperparameters(self) -> Dict:
         activation = {fn: name for name, fn in ACTIVATIONS.items()}.get(self.functional[0].activation)
@@ -398,7 +404,7 @@ class QDF(nn.Module):
     def _radial_inputs(self, d2: torch.Tensor, rows_j: torch.Tensor, n_slots: Optional[int] = None):
         """Shell factors (envelope and d * envelope) and per-slot exponents, shells and mask of the pairs.
 
-        ``n_slots``: only the first slots (pairs of one orbital layout, see :meth:`orbital_layouts`).
+        ``n_slots``: only the first slots (pairs of one orbital layout, :attr:`layouts`).
         """
         envelope, d = self._shell_factors(d2)
         shells = torch.stack([envelope, envelope * d], 1)  # d^(q-1) envelope for q = 1, 2
@@ -406,57 +412,13 @@ class QDF(nn.Module):
         zeta = self.zeta[self.type_index[rows_j, slots]]  # (P, O)
         return shells, zeta, self.second_shell[rows_j, slots] > 0, self.orbital_mask[rows_j, slots]
 
-    def orbital_layouts(self):
-        """The elements grouped by the layout of their orbital slots.
-
-        Hydrogen carries 4 orbitals, C, N, O and F 14: evaluating every pair on all
-        14 slots of the padded tables spends 10 of them on zeros for the pairs of a
-        hydrogen atom, about half of all pairs. Pairs are therefore evaluated per
-        layout, on its own slots only.
-
-        Returns:
-            ``(layout_of_row, layouts)``: (n_elements,) layout index of every
-            orbital-table row, and per layout ``(n_slots, runs)``, ``runs`` the
-            ``(first, end, second_shell)`` slot ranges of one shell each.
-        """
-        cached = self.__dict__.get("_orbital_layouts")
-        device = self.orbital_mask.device
-        if cached is None or cached[0] != device:
-            mask, second = self.orbital_mask.cpu() > 0, self.second_shell.cpu() > 0
-            keys, layout_of_row = [], []
-            for row in range(mask.shape[0]):
-                n_slots = int(mask[row].sum())
-                if not bool(mask[row, :n_slots].all()):
-                    raise ValueError("the orbital tables must fill the first slots of every element")
-                key = (n_slots, tuple(second[row, :n_slots].tolist()))
-                if key not in keys:
-                    keys.append(key)
-                layout_of_row.append(keys.index(key))
-            layouts = []
-            for n_slots, pattern in keys:
-                runs, first = [], 0
-                for slot in range(1, n_slots + 1):
-                    if slot == n_slots or pattern[slot] != pattern[first]:
-                        runs.append((first, slot, pattern[first]))
-                        first = slot
-                layouts.append((n_slots, tuple(runs)))
-            cached = (device, torch.tensor(layout_of_row, device=device), layouts)
-            self.__dict__["_orbital_layouts"] = cached
-        return cached[1], cached[2]
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state.pop("_orbital_layouts", None)  # device-bound cache, rebuilt on use
-        return state
-
     def _pairs_by_layout(self, rows_j: torch.Tensor):
         """``(pair indices, n_slots, runs)`` for every orbital layout among the pairs."""
-        layout_of_row, layouts = self.orbital_layouts()
-        if len(layouts) == 1:
-            yield torch.arange(rows_j.shape[0], device=rows_j.device), *layouts[0]
+        if len(self.layouts) == 1:
+            yield torch.arange(rows_j.shape[0], device=rows_j.device), *self.layouts[0]
             return
-        layout_of_pair = layout_of_row[rows_j]
-        for k, (n_slots, runs) in enumerate(layouts):
+        layout_of_pair = self.layout_index[rows_j]
+        for k, (n_slots, runs) in enumerate(self.layouts):
             pairs = torch.nonzero(layout_of_pair == k).squeeze(1)
             if pairs.numel():
                 yield pairs, n_slots, runs
@@ -514,35 +476,36 @@ class QDF(nn.Module):
         # grid point R_i + s seen from atom j: s - R_ij
         return ((offsets[None, :, :] - r_ij[:, None, :]) ** 2).sum(-1)
 
-    def pair_basis(self, r_ij: torch.Tensor, rows_j: torch.Tensor):
-        """Squared distances and basis of atom j on the grid of atom i, per pair.
-
-        Args:
-            r_ij: (n_pairs, 3) vectors R_j - R_i (Å).
-            rows_j: (n_pairs,) orbital-table row of atom j.
-
-        Returns:
-            d2 (n_pairs, n_points) and phi (n_pairs, max_orbitals, n_points).
-        """
-        d2 = self.grid_distances2(r_ij)
-        return d2, self.basis(d2, rows_j)
-
     def _orbital_norm2(self, r_ij, rows_j, idx_j, n_atoms: int) -> torch.Tensor:
         """Contribution of these pairs to sum_g w phi^2 per orbital (j, slot): (n_atoms, max_orbitals)."""
+        if not torch.is_grad_enabled():
+            return self._norm2_of_pieces(self._orbitals_without_grad(r_ij, rows_j, keep=False), idx_j, n_atoms, r_ij)
         weights = self.grid_weights.to(r_ij.dtype)
         norm2 = r_ij.new_zeros(n_atoms, self.orbital_mask.shape[1])
-        if not torch.is_grad_enabled():
-            for pairs, phi in self._orbitals_without_grad(r_ij, rows_j, keep=False):
-                norm2[:, :phi.shape[1]].index_add_(0, idx_j[pairs], (phi * phi) @ weights)
-            return norm2
         for pairs, n_slots, _ in self._pairs_by_layout(rows_j):
-            phi = self._layout_orbitals(self.grid_distances2(r_ij[pairs]), rows_j[pairs], n_slots)
+            phi = self._layout_orbitals(r_ij[pairs], rows_j[pairs], n_slots)
             part = phi.new_zeros(n_atoms, n_slots).index_add_(0, idx_j[pairs], (phi * phi) @ weights)
             norm2 = norm2 + F.pad(part, (0, norm2.shape[1] - n_slots))
         return norm2
 
-    def _layout_orbitals(self, d2: torch.Tensor, rows_j: torch.Tensor, n_slots: int) -> torch.Tensor:
+    def _norm2_of_pieces(self, pieces, idx_j, n_atoms: int, like: torch.Tensor) -> torch.Tensor:
+        """sum_g w phi^2 per orbital (j, slot), (n_atoms, max_orbitals), of ``(pairs, phi)`` pieces without autograd."""
+        weights = self.grid_weights.to(like.dtype)
+        norm2 = like.new_zeros(n_atoms, self.orbital_mask.shape[1])
+        for pairs, phi in pieces:
+            norm2[:, :phi.shape[1]].index_add_(0, idx_j[pairs], (phi * phi) @ weights)
+        return norm2
+
+    def _add_typed_pieces(self, typed: torch.Tensor, pieces, inv_norm_pairs, rows_j, local_i) -> torch.Tensor:
+        """Scale ``(pairs, phi)`` pieces by their pairs' inverse norms, in place, and add them per type into ``typed``."""
+        for pairs, phi in pieces:
+            phi.mul_(inv_norm_pairs[pairs, :phi.shape[1], None])
+            self._add_typed(typed, phi, rows_j[pairs], local_i[pairs])
+        return typed
+
+    def _layout_orbitals(self, r_ij: torch.Tensor, rows_j: torch.Tensor, n_slots: int) -> torch.Tensor:
         """Unnormalised orbitals (pairs, n_slots, n_points) of pairs of one layout, differentiable."""
+        d2 = self.grid_distances2(r_ij)
         shells, zeta, second_shell, mask = self._radial_inputs(d2, rows_j, n_slots)
         return gaussian_orbitals(zeta, d2, shells, second_shell, mask)
 
@@ -561,30 +524,24 @@ class QDF(nn.Module):
         n_types, n_points = self.n_orbital_types, self.n_grid_points
         typed = r_ij.new_zeros(n_local * n_types, n_points)
         if not torch.is_grad_enabled():
-            for pairs, phi in self._orbitals_without_grad(r_ij, rows_j, keep=False):
-                phi.mul_(inv_norm_pairs[pairs, :phi.shape[1], None])
-                self._add_typed(typed, phi, rows_j[pairs], local_i[pairs])
+            self._add_typed_pieces(typed, self._orbitals_without_grad(r_ij, rows_j, keep=False), inv_norm_pairs,
+                                   rows_j, local_i)
         else:
             for pairs, n_slots, _ in self._pairs_by_layout(rows_j):
-                phi = self._layout_orbitals(self.grid_distances2(r_ij[pairs]), rows_j[pairs], n_slots)
+                phi = self._layout_orbitals(r_ij[pairs], rows_j[pairs], n_slots)
                 self._add_typed(typed, phi * inv_norm_pairs[pairs, :n_slots, None], rows_j[pairs], local_i[pairs])
         return typed.view(n_local, n_types, n_points).transpose(1, 2)
 
     def _single_block_typed_basis(self, r_ij, rows_j, idx_i, idx_j, n_atoms: int) -> torch.Tensor:
         """Typed basis (n_atoms, n_points, n_types) when all pairs form one block: orbitals computed once."""
         n_types, n_points = self.n_orbital_types, self.n_grid_points
-        weights = self.grid_weights.to(r_ij.dtype)
         typed = r_ij.new_zeros(n_atoms * n_types, n_points)
         if not torch.is_grad_enabled():
             pieces = list(self._orbitals_without_grad(r_ij, rows_j, keep=True))
-            norm2 = r_ij.new_zeros(n_atoms, self.orbital_mask.shape[1])
-            for pairs, phi in pieces:
-                norm2[:, :phi.shape[1]].index_add_(0, idx_j[pairs], (phi * phi) @ weights)
-            inv_norm = inverse_norm(norm2)
-            for pairs, phi in pieces:
-                phi.mul_(inv_norm[idx_j[pairs], :phi.shape[1], None])
-                self._add_typed(typed, phi, rows_j[pairs], idx_i[pairs])
+            inv_norm = inverse_norm(self._norm2_of_pieces(pieces, idx_j, n_atoms, r_ij))
+            self._add_typed_pieces(typed, pieces, inv_norm[idx_j], rows_j, idx_i)
         else:
+            weights = self.grid_weights.to(r_ij.dtype)
             # normalisation over the molecule grid, per orbital (j, slot), fused with one
             # backward pass (the pair tensors are the largest of the model); training on
             # forces (SchNetPack's Forces builds their graph in training mode)

@@ -336,7 +336,7 @@ def test_chunked_evaluation_equals_single_pass_for_energy_forces_and_fields(grid
 
 def test_orbitals_are_evaluated_per_layout_on_their_own_slots():
     rep = QDF(n_atom_basis=8)
-    layout_of_row, layouts = rep.orbital_layouts()
+    layout_of_row, layouts = rep.layout_index, rep.layouts
     rows = rep.element_rows(torch.tensor([1, 6, 7, 8, 9]))
     assert layout_of_row[rows].tolist() == [0, 1, 1, 1, 1]
     # hydrogen: 4 q = 1 orbitals; C, N, O, F: 6 q = 1 then 8 q = 2
@@ -357,8 +357,16 @@ def test_orbitals_are_evaluated_per_layout_on_their_own_slots():
             assert float(padded[pairs, n_slots:].abs().sum()) == 0.0  # the padded slots skipped are empty
             seen[pairs] += 1
     assert seen.tolist() == [1] * 40
-    # the layout cache is rebuilt on use, not saved with the module
+    # the layouts are a non-persistent buffer (moves with .to(), not in state dicts), no
+    # device-bound cache; a module pickled before they existed gets them on loading
     assert "_orbital_layouts" not in rep.__getstate__()
+    assert "layout_index" not in rep.state_dict()
+    state = rep.__getstate__()
+    state["_buffers"] = {k: v for k, v in state["_buffers"].items() if k != "layout_index"}
+    state.pop("layouts")
+    old = QDF.__new__(QDF)
+    old.__setstate__(state)
+    assert old.layout_index.tolist() == rep.layout_index.tolist() and old.layouts == layouts
 
 
 def test_small_systems_under_autograd_run_in_one_block_without_checkpointing(monkeypatch):
