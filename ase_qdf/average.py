@@ -8,6 +8,10 @@ over-binds mid-sized ones) predict better together than apart:
 weights; as the average is linear, the averaged forces are exactly ``-dE/dR`` of the
 averaged energy. All members read one neighbour list, so they share the cutoff.
 
+A member may also be SchNetPack's PaiNN (``qdf_qm9_hybrid``): its errors are much less
+alike the QDF models' than theirs are alike each other, so the average gains more. The
+density, the HK potential and the Lebedev order are the QDF members' (:func:`qdf_members`).
+
 A :class:`QDFAverage` is saved and loaded like a single model
 (:func:`ase_qdf.model_io.save_qdf_average`, :func:`ase_qdf.model_io.load_qdf_model`),
 and the calculator, the batch API and ``qdf screen`` take it wherever they take one.
@@ -26,7 +30,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["QDFAverage", "check_average_weights", "model_cutoff", "model_members"]
+__all__ = ["QDFAverage", "check_average_weights", "model_cutoff", "model_members", "qdf_members"]
 
 #: how far the weights may sum from 1 (they are stored as float64)
 WEIGHT_SUM_TOLERANCE = 1e-9
@@ -58,9 +62,9 @@ class QDFAverage(nn.Module):
     """The weighted average ``E = sum_k w_k E_k`` of QDF models.
 
     Args:
-        members: QDF ``NeuralNetworkPotential`` models built by
-            :func:`ase_qdf.model_io.build_qdf_model` (all with the same cutoff and
-            energy key).
+        members: ``NeuralNetworkPotential`` models built by
+            :func:`ase_qdf.model_io.build_qdf_model`, QDF or PaiNN (all with the same
+            cutoff and energy key).
         weights: one non-negative weight per member, summing to 1.
 
     Raises:
@@ -74,7 +78,7 @@ class QDFAverage(nn.Module):
         weights = check_average_weights(weights, len(members))
         configs = [getattr(m, "qdf_config", None) for m in members]
         if any(c is None for c in configs):
-            raise ValueError("every member of an average must be a QDF model built by ase_qdf.model_io")
+            raise ValueError("every member of an average must be a model built by ase_qdf.model_io")
         cutoffs = sorted({float(m.representation.cutoff) for m in members})
         if len(cutoffs) > 1:
             raise ValueError(f"the members of an average must share one cutoff (they read one neighbour "
@@ -117,6 +121,13 @@ def model_members(model: nn.Module) -> List[Tuple[float, nn.Module]]:
     if isinstance(model, QDFAverage):
         return [(float(w), m) for w, m in zip(model.weights, model.members)]
     return [(1.0, model)]
+
+
+def qdf_members(model: nn.Module) -> List[Tuple[float, nn.Module]]:
+    """The ``(weight, member)`` pairs of :func:`model_members` whose representation is QDF."""
+    from schnetpack_ext.representation import QDF
+
+    return [(w, m) for w, m in model_members(model) if isinstance(m.representation, QDF)]
 
 
 def model_cutoff(model: nn.Module) -> float:

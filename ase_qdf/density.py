@@ -126,15 +126,21 @@ def molecule_fields(atoms, model=None, device="cpu", dtype="float64", **kwargs) 
 def density_model(model):
     """The model whose orbitals give the density: ``model`` itself, or an average's member.
 
-    For a :class:`~ase_qdf.average.QDFAverage`, the member of largest weight among those
-    with the molecule-wide normalisation; if none has it, the first member (whose
+    For a :class:`~ase_qdf.average.QDFAverage`, the QDF member of largest weight among those
+    with the molecule-wide normalisation; if none has it, the first QDF member (whose
     :class:`QDFFields` then refuses the local normalisation with its reason).
-    """
-    from ase_qdf.average import QDFAverage, model_members
 
+    Raises:
+        ValueError: the model has no QDF member (PaiNN has no orbitals, hence no density).
+    """
+    from ase_qdf.average import QDFAverage, qdf_members
+
+    members = qdf_members(model)
+    if not members:
+        raise ValueError("the model has no QDF member and hence no electron density (PaiNN has no orbitals); "
+                         "use a QDF model, e.g. the default qdf_qm9")
     if not isinstance(model, QDFAverage):
         return model
-    members = model_members(model)
     molecule_wide = [(w, m) for w, m in members if m.representation.normalisation == "molecule"]
     return max(molecule_wide or members[:1], key=lambda pair: pair[0])[1]
 

@@ -20,6 +20,12 @@ weights of the average are stored beside them::
 
 Single models are still written as version 1, so older ase-qdf releases read them.
 
+A file may also hold SchNetPack's PaiNN (Schütt, Unke, Gastegger, ICML 2021), alone or as
+a member of an average beside QDF models (``qdf_qm9_hybrid``): its ``representation``
+config says ``"architecture": "painn"``, it has no HK head, and everything else is as
+for QDF. Such files are format version 3, so that older readers refuse them by their
+version instead of by an unknown key.
+
 ``weights_sha256`` is a SHA-256 over the state dict (names, dtypes, shapes, bytes)
 and is checked on every load; a registry (``ase_qdf/models/registry.json``) records
 the SHA-256 of the shipped file itself.
@@ -51,7 +57,7 @@ from schnetpack_ext.atomistic import HKPotential
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
 from schnetpack_ext.representation import QDF
 
-from ase_qdf.average import QDFAverage, check_average_weights, model_members
+from ase_qdf.average import QDFAverage, check_average_weights, model_members, qdf_members
 
 __all__ = [
     "FORMAT",
@@ -63,6 +69,7 @@ __all__ = [
     "default_model_path",
     "export_spk_model",
     "file_sha256",
+    "is_painn_config",
     "lebedev_order_of",
     "load_model_file_or_name",
     "load_qdf_model",
@@ -80,12 +87,18 @@ __all__ = [
 ]
 
 FORMAT = "ase-qdf-model"
-#: the newest format version this code reads (2: averages of models)
-FORMAT_VERSION = 2
+#: the newest format version this code reads (2: averages of models; 3: PaiNN members)
+FORMAT_VERSION = 3
+#: the version of files with a PaiNN model (alone or in an average)
+PAINN_VERSION = 3
 #: the version single models are written with (what they need: older readers take them)
 SINGLE_MODEL_VERSION = 1
 AVERAGE_KIND = "average"
 CONFIG_KEYS = ("representation", "hk", "energy_key", "atomwise", "offsets")
+PAINN = "painn"
+#: the settings of a PaiNN representation config; "architecture" marks it (QDF configs lack the key)
+PAINN_KEYS = ("architecture", "n_atom_basis", "n_interactions", "n_rbf", "cutoff",
+              "shared_interactions", "shared_filters", "epsilon")
 ATOMWISE_ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "shifted_softplus": snn.shifted_softplus}
 REGISTRY_FILE = "registry.json"
 DEFAULT_MODEL_NAME = "qdf_qm9"
@@ -160,7 +173,10 @@ def validate_config(config: Any) -> Dict[str, Any]:
     if unknown:
         raise ModelFileError(f"model config has unknown key(s) {unknown}")
     rep = config["representation"]
-    _check_keys("representation", rep, QDF)
+    if is_painn_config(config):
+        _check_painn(rep, config["hk"])
+    else:
+        _check_keys("representation", rep, QDF)
     if rep.get("activation", "silu") is None:
         raise ModelFileError("config['representation']['activation'] is None (a custom callable); "
                              "only named activations can be stored")
@@ -199,6 +215,27 @@ def validate_config(config: Any) -> Dict[str, Any]:
     return config
 
 
+def is_painn_config(config: Dict[str, Any]) -> bool:
+    """True for the config of a PaiNN model (``representation.architecture == "painn"``)."""
+    rep = config.get("representation") if isinstance(config, dict) else None
+    return isinstance(rep, dict) and rep.get("architecture") == PAINN
+
+
+def _check_painn(rep: Dict[str, Any], hk: Any) -> None:
+    missing = [k for k in PAINN_KEYS if k not in rep]
+    unknown = sorted(set(rep) - set(PAINN_KEYS))
+    if missing or unknown:
+        raise ModelFileError(f"config['representation'] of a PaiNN model: missing {missing}, unknown {unknown}; "
+                             f"expected {list(PAINN_KEYS)}")
+    for key in ("n_atom_basis", "n_interactions", "n_rbf"):
+        if not isinstance(rep[key], int) or rep[key] < 1:
+            raise ModelFileError(f"config['representation'][{key!r}] must be a positive integer, got {rep[key]!r}")
+    if not isinstance(rep["cutoff"], (int, float)) or not rep["cutoff"] > 0:
+        raise ModelFileError(f"config['representation']['cutoff'] must be a positive number, got {rep['cutoff']!r}")
+    if hk is not None:
+        raise ModelFileError("a PaiNN model has no HK head: config['hk'] must be None")
+
+
 # --------------------------------------------------------------------------- factory
 
 
@@ -208,7 +245,7 @@ def per_atom_key(config: Dict[str, Any]) -> str:
 
 
 def build_qdf_model(config: Dict[str, Any]) -> spk.model.NeuralNetworkPotential:
-    """Build the QDF NeuralNetworkPotential described by ``config`` (random weights).
+    """Build the QDF (or PaiNN) NeuralNetworkPotential described by ``config`` (random weights).
 
     Modules: ``PairwiseDistances`` -> ``QDF`` -> [``Atomwise`` (total and per-atom
     energy), ``HKPotential`` (if ``config["hk"]``), ``Forces``] -> [``CastTo64``,
@@ -218,10 +255,13 @@ def build_qdf_model(config: Dict[str, Any]) -> spk.model.NeuralNetworkPotential:
 
     ``model(inputs)`` runs everything (forces and HK included); the calculator
     and batch API run only what they need (:func:`ase_qdf.predict.evaluate_batch`).
+
+    A config with ``representation.architecture == "painn"`` builds SchNetPack's PaiNN
+    (Gaussian radial basis from 0 to the cutoff, cosine cutoff, SiLU) in place of QDF.
     """
     config = validate_config(config)
     energy_key = config["energy_key"]
-    rep = QDF(**config["representation"])
+    rep = _build_painn(config["representation"]) if is_painn_config(config) else QDF(**config["representation"])
     aw = config["atomwise"]
     outputs = [
         spk.atomistic.Atomwise(
@@ -259,23 +299,57 @@ def build_qdf_model(config: Dict[str, Any]) -> spk.model.NeuralNetworkPotential:
     return model
 
 
+def _build_painn(rep: Dict[str, Any]) -> spk.representation.PaiNN:
+    cutoff = float(rep["cutoff"])
+    return spk.representation.PaiNN(
+        n_atom_basis=int(rep["n_atom_basis"]),
+        n_interactions=int(rep["n_interactions"]),
+        radial_basis=spk.nn.GaussianRBF(n_rbf=int(rep["n_rbf"]), cutoff=cutoff),
+        cutoff_fn=spk.nn.CosineCutoff(cutoff),
+        shared_interactions=bool(rep["shared_interactions"]),
+        shared_filters=bool(rep["shared_filters"]),
+        epsilon=float(rep["epsilon"]),
+    )
+
+
+def _painn_config(rep: spk.representation.PaiNN) -> Dict[str, Any]:
+    """The config of a PaiNN representation of the layout :func:`_build_painn` builds."""
+    basis, cutoff_fn = rep.radial_basis, rep.cutoff_fn
+    cutoff = float(rep.cutoff)
+    plain = (type(basis) is spk.nn.GaussianRBF and type(cutoff_fn) is spk.nn.CosineCutoff
+             and not isinstance(basis.offsets, nn.Parameter) and float(basis.offsets[0]) == 0.0
+             and abs(float(basis.offsets[-1]) - cutoff) < 1e-6 and type(rep.embedding) is nn.Embedding
+             and len(rep.electronic_embeddings) == 0
+             and all(m.intraatomic_context_net[0].activation is F.silu for m in rep.mixing))
+    if not plain:
+        raise ModelFileError("only PaiNN with a fixed Gaussian radial basis from 0 to the cutoff, a cosine cutoff, "
+                             "SiLU and no electronic embeddings can be stored")
+    shared = len(rep.interactions) > 1 and rep.interactions[0] is rep.interactions[1]
+    return {"architecture": PAINN, "n_atom_basis": int(rep.n_atom_basis), "n_interactions": int(rep.n_interactions),
+            "n_rbf": int(basis.n_rbf), "cutoff": cutoff, "shared_interactions": bool(shared),
+            "shared_filters": bool(rep.share_filters), "epsilon": float(rep.mixing[0].epsilon)}
+
+
 def _find(modules, cls):
     found = [m for m in modules if isinstance(m, cls)]
     return found[0] if found else None
 
 
 def model_config(model: nn.Module) -> Dict[str, Any]:
-    """The config of a QDF NeuralNetworkPotential (built here or by ``spktrain``)."""
+    """The config of a QDF (or PaiNN) NeuralNetworkPotential (built here or by ``spktrain``)."""
     cfg = getattr(model, "qdf_config", None)
     if cfg is not None:
         return json.loads(json.dumps(cfg))
     rep = getattr(model, "representation", None)
-    if not isinstance(rep, QDF):
+    if isinstance(rep, spk.representation.PaiNN):
+        rep_hp = _painn_config(rep)
+    elif not isinstance(rep, QDF):
         raise ModelFileError(
-            f"not a QDF model: representation is {type(rep).__name__}, expected schnetpack_ext QDF"
+            f"not a QDF or PaiNN model: representation is {type(rep).__name__}, expected schnetpack_ext QDF"
         )
-    rep_hp = dict(rep.hyperparameters)
-    if rep_hp.get("activation") is None:
+    else:
+        rep_hp = dict(rep.hyperparameters)
+    if rep_hp.get("activation", "silu") is None:
         raise ModelFileError("the QDF representation uses a custom activation callable, "
                              "which cannot be stored; use a named activation")
     outputs = list(getattr(model, "output_modules", []))
@@ -414,8 +488,9 @@ def save_qdf_model(model: nn.Module, path: PathLike, metadata: Optional[Dict[str
     """
     if isinstance(model, QDFAverage):
         return save_qdf_average(model.members, model.weights.tolist(), path, metadata)
-    payload = {"format": FORMAT, "format_version": SINGLE_MODEL_VERSION,
-               **_member_payload(model), "metadata": _json_metadata(metadata)}
+    member = _member_payload(model)
+    version = PAINN_VERSION if is_painn_config(member["config"]) else SINGLE_MODEL_VERSION
+    payload = {"format": FORMAT, "format_version": version, **member, "metadata": _json_metadata(metadata)}
     return _write_payload(payload, path)
 
 
@@ -441,12 +516,14 @@ def save_qdf_average(members: Sequence[nn.Module], weights: Sequence[float], pat
     if any(isinstance(m, QDFAverage) for m in canonical):
         raise ValueError("the members of an average must be single models, not averages")
     average = QDFAverage(canonical, weights)  # checks weights, cutoffs and energy keys
+    members = [_member_payload(m) for m in canonical]
     payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        # an average of QDF models stays readable by the readers of version 2
+        "format_version": PAINN_VERSION if any(is_painn_config(m["config"]) for m in members) else 2,
         "kind": AVERAGE_KIND,
         "weights": average.weights.tolist(),
-        "members": [_member_payload(m) for m in canonical],
+        "members": members,
         "metadata": _json_metadata(metadata),
     }
     return _write_payload(payload, path)
@@ -556,6 +633,9 @@ def read_model_file(path: PathLike, expected_sha256: Optional[str] = None) -> Di
         _check_member(payload, str(path))
     else:
         raise ModelFileError(f"{path}: unknown model kind {kind!r} (expected 'single' or {AVERAGE_KIND!r})")
+    configs = [m["config"] for m in payload["members"]] if kind == AVERAGE_KIND else [payload["config"]]
+    if version < PAINN_VERSION and any(is_painn_config(c) for c in configs):
+        raise ModelFileError(f"{path}: a PaiNN model needs format_version {PAINN_VERSION}, the file says {version}")
     payload.setdefault("metadata", {})
     return payload
 
@@ -795,28 +875,33 @@ def with_lebedev_order(model: nn.Module, order: int, copy_first: bool = False) -
 
     Args:
         model: a QDF model (its representation on a Lebedev grid), or an average of
-            such models (every member changes).
+            such models (every QDF member changes; a PaiNN member has no grid).
         order: angular order (3, 5, ..., 131: :func:`scipy.integrate.lebedev_rule`).
         copy_first: change a copy, not ``model`` (for modules owned by the caller).
 
     Raises:
-        ValueError: the model is on the paper grid, or ``order`` is no Lebedev rule
-            (both from :meth:`~schnetpack_ext.representation.QDF.set_lebedev_order`).
+        ValueError: the model is on the paper grid, has no QDF member, or ``order`` is no
+            Lebedev rule (from :meth:`~schnetpack_ext.representation.QDF.set_lebedev_order`).
     """
-    members = [m for _, m in model_members(model)]
+    members = [m for _, m in qdf_members(model)]
+    if not members:
+        raise ValueError("lebedev_order: the model has no QDF member, hence no grid (a PaiNN model)")
     if all(m.representation.grid_kind == "lebedev" and m.representation.hyperparameters.get("lebedev_order") == order
            for m in members):
         return model
     if copy_first:
         model = copy.deepcopy(model)
-    for _, member in model_members(model):
+    for _, member in qdf_members(model):
         member.representation.set_lebedev_order(order)
     return model
 
 
 def lebedev_order_of(model: nn.Module):
-    """The ``lebedev_order`` setting of a model's representation; a list (one per member) for an average."""
-    orders = [m.representation.hyperparameters.get("lebedev_order") for _, m in model_members(model)]
+    """The ``lebedev_order`` setting of a model's representation; a list (one per member) for an average.
+
+    None for a PaiNN model or member (it has no grid).
+    """
+    orders = [getattr(m.representation, "hyperparameters", {}).get("lebedev_order") for _, m in model_members(model)]
     return orders[0] if not isinstance(model, QDFAverage) else orders
 
 

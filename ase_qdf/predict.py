@@ -28,8 +28,9 @@ import schnetpack as spk
 import schnetpack.properties as properties
 
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
+from schnetpack_ext.representation import QDF
 
-from ase_qdf.average import QDFAverage, model_cutoff, model_members
+from ase_qdf.average import QDFAverage, model_cutoff, model_members, qdf_members
 from ase_qdf.model_io import (
     _canonical_parts,
     _find,
@@ -110,7 +111,10 @@ def evaluate_batch(
             inputs[properties.R].requires_grad_(True)
         for m in model.input_modules:
             inputs = m(inputs)
-        inputs = rep(inputs, compute_hk_fields=False, mixed_precision=mixed_precision)
+        if isinstance(rep, QDF):
+            inputs = rep(inputs, compute_hk_fields=False, mixed_precision=mixed_precision)
+        else:  # a PaiNN member: no HK fields; precision applies to the QDF functional only
+            inputs = rep(inputs)
         inputs = atomwise(inputs)
         if forces:
             inputs = forces_module(inputs)
@@ -269,7 +273,7 @@ class QDFEngine:
         if not atoms_list:
             return []
         inputs = self.converter(atoms_list)
-        if any(m.representation.normalisation == "molecule" for _, m in model_members(self.model)):
+        if any(m.representation.normalisation == "molecule" for _, m in qdf_members(self.model)):
             warn_about_fragments(inputs, atoms_list, self.cutoff)
         out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()

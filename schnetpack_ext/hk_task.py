@@ -20,7 +20,7 @@ References:
     .. [#qdf] Tsubaki, Mizoguchi. Phys. Rev. Lett. 125, 206401 (2020).
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 from hydra.utils import to_absolute_path
@@ -91,6 +91,10 @@ class QDFTask(TrustedAtomisticTask):
             offsets still come from the training data). A relative path is taken from
             the directory ``spktrain`` was started in. A run that resumes from its own
             checkpoint gets the checkpoint's weights, not these.
+        init_fresh: names of submodules of the model (``representation.functional``,
+            ``output_modules.0``) that keep their fresh random initialisation instead of
+            the ``init_from`` weights: a new functional learns on trained orbitals, a
+            member whose errors differ from the file's (needs ``init_from``).
         trainable: ``"all"`` (default) or ``"hk"``: only the HK head's parameters
             train (``hk_mode`` must be ``joint``); the rest is frozen, which the
             weight averaging keeps exactly (it moves a frozen weight by zero).
@@ -98,7 +102,7 @@ class QDFTask(TrustedAtomisticTask):
     """
 
     def __init__(self, *args, hk_mode: str = "joint", init_from: Optional[str] = None,
-                 trainable: str = "all", separated_pairs: float = 0.0, pair_distance: float = 100.0,
+                 init_fresh: Sequence[str] = (), trainable: str = "all", separated_pairs: float = 0.0, pair_distance: float = 100.0,
                  **kwargs):
         if hk_mode not in ("joint", "alternating", "off"):
             raise ValueError(f"hk_mode must be joint, alternating or off, not {hk_mode!r}")
@@ -125,6 +129,14 @@ class QDFTask(TrustedAtomisticTask):
         self.automatic_optimization = hk_mode != "alternating"
         # relative to where spktrain started: Hydra changes into the run directory
         self.init_from = to_absolute_path(init_from) if init_from else None
+        self.init_fresh = [str(name) for name in init_fresh]
+        if self.init_fresh and not self.init_from:
+            raise ValueError("init_fresh names modules to keep fresh among the init_from weights; set init_from")
+        modules = dict(self.model.named_modules())
+        unknown = [name for name in self.init_fresh if not name or name not in modules]
+        if unknown:
+            raise ValueError(f"init_fresh: the model has no submodule {unknown[0]!r} "
+                             f"(e.g. representation.functional, output_modules.0)")
 
     def setup(self, stage=None):
         super().setup(stage)
@@ -137,7 +149,13 @@ class QDFTask(TrustedAtomisticTask):
             # ase_qdf owns the model-file format; imported here since ase_qdf imports this package
             from ase_qdf.model_io import load_weights_into
 
+            modules = dict(self.model.named_modules())
+            # the model was just built from the run's seed: keep those random weights
+            fresh = {name: {k: v.detach().clone() for k, v in modules[name].state_dict().items()}
+                     for name in self.init_fresh}
             load_weights_into(self.model, self.init_from)
+            for name, state in fresh.items():
+                modules[name].load_state_dict(state)
 
     def _check_extensive(self):
         energy_outputs, _ = self._split_outputs()

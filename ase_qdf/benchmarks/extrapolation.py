@@ -59,9 +59,8 @@ MAX_PLOTTED = 8
 #: the shipped model, QDF with the HK loss at weight 1, with local normalisation and with
 #: local normalisation over 3 Å (the best at 27-29 atoms), the average of the shipped and
 #: that model (``qdf benchmark blend``), the paper mode and the two SchNetPack baselines
-HEADLINE = ("qdf_qm9_shipped", "qdf_qm9_average", "qdf_qm9_phase23", "qdf_qm9_local",
-            "qdf_qm9_phase31_local_cutoff30_continued5", "qdf_paper_mode_h200_5min", "painn_h200_9min",
-            "schnet_h200_9min")
+HEADLINE = ("qdf_qm9_shipped", "qdf_qm9_average", "qdf_qm9_hybrid", "qdf_qm9_phase31_local_cutoff30_continued5",
+            "painn_qm9_member", "qdf_paper_mode_h200_5min", "painn_h200_9min", "schnet_h200_9min")
 
 #: seed of the random orientations of ``--orientation random``
 ORIENTATION_SEED = 2718

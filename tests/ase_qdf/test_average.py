@@ -120,7 +120,7 @@ def test_an_average_needs_two_models_with_one_cutoff(tmp_path):
     (lambda p: p["members"][0]["config"]["representation"].update(bogus=1), r"member 0: .*unknown key"),
     (lambda p: p.update(format_version=1), "needs format_version 2"),
     (lambda p: p.update(kind="ensemble"), "unknown model kind 'ensemble'"),
-    (lambda p: p.update(format_version=3), "newer than this ase-qdf supports"),
+    (lambda p: p.update(format_version=4), "newer than this ase-qdf supports"),
 ])
 def test_broken_average_files_are_refused_with_the_reason(tmp_path, average_path, change, match):
     with pytest.raises(ModelFileError, match=match):

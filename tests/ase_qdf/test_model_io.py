@@ -86,7 +86,7 @@ def test_expected_sha256(model_path):
     "change, match",
     [
         (lambda p: p.update(format="something-else"), "not an ase-qdf model file"),
-        (lambda p: p.update(format_version=3), "newer than this ase-qdf supports"),
+        (lambda p: p.update(format_version=4), "newer than this ase-qdf supports"),
         (lambda p: p["config"].pop("atomwise"), r"lacks key\(s\) \['atomwise'\]"),
         (lambda p: p["config"]["representation"].update(bogus=1), r"unknown key\(s\) \['bogus'\]"),
         (lambda p: p["config"]["atomwise"].update(n_in=3), "does not match the representation"),

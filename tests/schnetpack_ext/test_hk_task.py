@@ -168,3 +168,49 @@ def test_hk_refit_trains_only_the_hk_head_and_keeps_the_energies_exactly(tmp_pat
 def test_trainable_is_validated(hk_mode, trainable, match):
     with pytest.raises(ValueError, match=match):
         _task(hk_mode, trainable=trainable)
+
+
+def test_init_fresh_keeps_the_named_modules_at_the_runs_initialisation(tmp_path):
+    """``init_fresh``: the functional and the energy head keep the weights the run's seed drew,
+    every other weight comes from the ``init_from`` file."""
+    from ase_qdf.model_io import save_qdf_model
+
+    fresh = {k: v.clone() for k, v in _task("joint").model.state_dict().items()}  # seed 0, as in _task
+    trained = _task("joint").model
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.add_(torch.rand_like(param) + 0.5)  # differs from the fresh draw everywhere
+    save_qdf_model(trained, tmp_path / "trained.pt")
+    trained_state = trained.state_dict()
+
+    dm = _datamodule(tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    task = _task("joint", lr=0.0, init_from=str(tmp_path / "trained.pt"),
+                 init_fresh=["representation.functional", "output_modules.0"])
+    task.model.initialize_transforms(dm)
+    trainer = pl.Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, accelerator="cpu",
+    )
+    trainer.fit(task, datamodule=dm)  # learning rate zero: the weights setup() left
+    kept_fresh = copied = 0
+    for key, value in task.model.state_dict().items():
+        if not key.startswith(("representation.", "output_modules.")) or key.endswith("layout_index"):
+            continue
+        if key.startswith(("representation.functional.", "output_modules.0.")):
+            assert torch.equal(value, fresh[key]), key
+            kept_fresh += 1
+        elif value.is_floating_point():
+            assert torch.equal(value, trained_state[key]), key
+            copied += 1
+    assert kept_fresh == 8 and copied > 8  # three functional layers and the head; orbitals, grid, HK head
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"init_fresh": ["representation.functional"]}, "set init_from"),
+    ({"init_from": "model.pt", "init_fresh": ["representation.functionals"]}, "no submodule 'representation.functionals'"),
+])
+def test_init_fresh_is_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _task("joint", **kwargs)
