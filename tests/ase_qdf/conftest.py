@@ -28,6 +28,24 @@ def tiny_model(seed: int = 0, mean: float = -0.25, **representation):
     return model
 
 
+def assert_forces_match_finite_differences(atoms, components, step=1e-4, tolerance=1e-5):
+    """The calculator's forces on ``atoms`` against central differences of its energy.
+
+    Args:
+        atoms: an ``Atoms`` with a calculator attached (float64, for the differences to resolve).
+        components: ``(atom, axis)`` pairs to check.
+    """
+    forces = atoms.get_forces()
+    for atom, axis in components:
+        energies = []
+        for sign in (1, -1):
+            shifted = atoms.copy()
+            shifted.positions[atom, axis] += sign * step
+            shifted.calc = atoms.calc
+            energies.append(shifted.get_potential_energy())
+        assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * step), abs=tolerance)
+
+
 def changed_copy(source, change, path):
     """A copy of the model file ``source`` at ``path`` with ``change(payload)`` applied."""
     payload = torch.load(source, weights_only=True)

@@ -14,7 +14,7 @@ from ase_qdf.density import density_model, molecule_fields
 from ase_qdf.model_io import ModelFileError, load_qdf_model, save_qdf_average, save_qdf_model
 from ase_qdf.predict import QDFEngine, predict
 
-from .conftest import changed_copy, tiny_model
+from .conftest import assert_forces_match_finite_differences, changed_copy, tiny_model
 
 MOLS = [molecule("H2O"), molecule("CH3CH2OH"), molecule("C6H6")]
 WEIGHTS = [0.7, 0.3]
@@ -66,16 +66,7 @@ def test_forces_are_minus_the_gradient_of_the_averaged_energy(average_path):
     atoms = molecule("CH3OH")
     atoms.rattle(0.05, seed=3)
     atoms.calc = QDFCalculator(model=average_path, dtype="float64", device="cpu")
-    forces = atoms.get_forces()
-    step = 1e-4
-    for atom, axis in [(0, 0), (2, 1), (4, 2)]:
-        energies = []
-        for sign in (1, -1):
-            shifted = atoms.copy()
-            shifted.positions[atom, axis] += sign * step
-            shifted.calc = atoms.calc
-            energies.append(shifted.get_potential_energy())
-        assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * step), abs=1e-5)
+    assert_forces_match_finite_differences(atoms, [(0, 0), (2, 1), (4, 2)])
 
 
 def test_the_full_forward_pass_agrees_with_the_inference_path(average_path):

@@ -16,7 +16,7 @@ from ase_qdf.model_io import (ModelFileError, lebedev_order_of, load_qdf_model, 
 from ase_qdf.predict import predict
 from schnetpack_ext.datasets import qm9pack_atomrefs_ev
 
-from .conftest import changed_copy, tiny_model
+from .conftest import assert_forces_match_finite_differences, changed_copy, tiny_model
 
 MOLS = [molecule("H2O"), molecule("CH3CH2OH"), molecule("C6H6")]
 
@@ -94,16 +94,7 @@ def test_calculator_forces_of_the_hybrid_are_minus_the_gradient(hybrid_path):
     atoms = molecule("CH3OH")
     atoms.rattle(0.05, seed=3)
     atoms.calc = QDFCalculator(model=hybrid_path, dtype="float64", device="cpu")
-    forces = atoms.get_forces()
-    step = 1e-4
-    for atom, axis in [(0, 0), (3, 2)]:
-        energies = []
-        for sign in (1, -1):
-            shifted = atoms.copy()
-            shifted.positions[atom, axis] += sign * step
-            shifted.calc = atoms.calc
-            energies.append(shifted.get_potential_energy())
-        assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * step), abs=1e-5)
+    assert_forces_match_finite_differences(atoms, [(0, 0), (3, 2)])
 
 
 def test_density_and_grid_are_the_qdf_members(hybrid_path, painn_path):
