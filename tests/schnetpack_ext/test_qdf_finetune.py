@@ -351,3 +351,17 @@ def test_local_cutoff30_continuations_differ_from_their_base_in_the_rate_and_cyc
     continued.globals.lr = start.globals.lr
     continued.trainer.max_epochs = start.trainer.max_epochs
     _assert_same_recipe_under_own_name(continued, start, continued_name)
+
+
+def test_painn_member_is_the_painn_baseline_on_qdfs_cutoff_with_a_cosine_cycle():
+    """``painn_qm9_member`` (the third member of ``qdf_qm9_hybrid``) changes the PaiNN baseline in
+    the cutoff (QDF's, so one neighbour list serves the average) and the schedule only."""
+    baseline, member, qdf = _compose("painn_qm9_under14", "painn_qm9_member", "qdf_qm9_relu")
+    assert member.globals.cutoff == qdf.globals.cutoff == 4.75 != baseline.globals.cutoff
+    assert member.model.representation.cutoff_fn.cutoff == member.model.representation.radial_basis.cutoff == 4.75
+    assert member.task.scheduler_cls.endswith("CosineAnnealingLR")
+    assert member.task.scheduler_args.T_max == member.trainer.max_epochs == 40
+    for key in ("_target_", "n_atom_basis", "n_interactions", "shared_interactions", "shared_filters"):
+        assert member.model.representation[key] == baseline.model.representation[key], key
+    assert member.model.representation.radial_basis.n_rbf == baseline.model.representation.radial_basis.n_rbf
+    assert member.globals.lr == baseline.globals.lr and member.data.batch_size == baseline.data.batch_size
