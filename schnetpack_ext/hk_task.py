@@ -102,8 +102,8 @@ class QDFTask(TrustedAtomisticTask):
     """
 
     def __init__(self, *args, hk_mode: str = "joint", init_from: Optional[str] = None,
-                 init_fresh: Sequence[str] = (), trainable: str = "all", separated_pairs: float = 0.0, pair_distance: float = 100.0,
-                 **kwargs):
+                 init_fresh: Sequence[str] = (), trainable: str = "all", separated_pairs: float = 0.0,
+                 pair_distance: float = 100.0, **kwargs):
         if hk_mode not in ("joint", "alternating", "off"):
             raise ValueError(f"hk_mode must be joint, alternating or off, not {hk_mode!r}")
         if trainable not in ("all", "hk"):
