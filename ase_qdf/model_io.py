@@ -89,6 +89,8 @@ __all__ = [
 FORMAT = "ase-qdf-model"
 #: the newest format version this code reads (2: averages of models; 3: PaiNN members)
 FORMAT_VERSION = 3
+#: the version averages of QDF models are written with (readers of version 2 take them)
+AVERAGE_VERSION = 2
 #: the version of files with a PaiNN model (alone or in an average)
 PAINN_VERSION = 3
 #: the version single models are written with (what they need: older readers take them)
@@ -520,7 +522,7 @@ def save_qdf_average(members: Sequence[nn.Module], weights: Sequence[float], pat
     payload = {
         "format": FORMAT,
         # an average of QDF models stays readable by the readers of version 2
-        "format_version": PAINN_VERSION if any(is_painn_config(m["config"]) for m in members) else 2,
+        "format_version": PAINN_VERSION if any(is_painn_config(m["config"]) for m in members) else AVERAGE_VERSION,
         "kind": AVERAGE_KIND,
         "weights": average.weights.tolist(),
         "members": members,
@@ -617,8 +619,8 @@ def read_model_file(path: PathLike, expected_sha256: Optional[str] = None) -> Di
             f"({FORMAT_VERSION}); upgrade ase-qdf"
         )
     kind = payload.get("kind", "single")
-    if kind == AVERAGE_KIND and version < 2:
-        raise ModelFileError(f"{path}: an average needs format_version 2, the file says {version}")
+    if kind == AVERAGE_KIND and version < AVERAGE_VERSION:
+        raise ModelFileError(f"{path}: an average needs format_version {AVERAGE_VERSION}, the file says {version}")
     if kind == AVERAGE_KIND:
         members = payload.get("members")
         if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):

@@ -261,6 +261,9 @@ class QDFEngine:
             caller_owned = self.model is model or self.model is getattr(model, "model", None)
             self.model = with_lebedev_order(self.model, int(lebedev_order), copy_first=caller_owned)
         self.cutoff = model_cutoff(self.model)
+        # the molecule-wide scale couples fragments: warn about them (decided once per model)
+        self.warns_about_fragments = any(m.representation.normalisation == "molecule"
+                                         for _, m in qdf_members(self.model))
         self.converter = spk.interfaces.AtomsConverter(
             neighbor_list=MoleculeNeighborList(cutoff=self.cutoff, dtype=self.dtype),
             dtype=self.dtype,
@@ -273,7 +276,7 @@ class QDFEngine:
         if not atoms_list:
             return []
         inputs = self.converter(atoms_list)
-        if any(m.representation.normalisation == "molecule" for _, m in qdf_members(self.model)):
+        if self.warns_about_fragments:
             warn_about_fragments(inputs, atoms_list, self.cutoff)
         out = evaluate_batch(self.model, inputs, forces=forces, precision=self.precision)
         energy = out["energy"].cpu().numpy()
