@@ -7,7 +7,7 @@ Names:
     throughput: training and inference molecules/s beside SchNet and PaiNN.
     scaling: time and peak memory of energy + forces against system size.
     extrapolation: MAE on the QM9 test split and on over15 molecules, per size; table and plots.
-    blend: validation-chosen prediction average of two extrapolation records.
+    blend: validation-chosen prediction average of two or more extrapolation records.
     screening: molecules/s of qdf screen and predict_energies beside SchNet and PaiNN.
     dft: time of a PySCF B3LYP/6-31G(2df,p) single point beside QDF's (needs ase-qdf[dft]).
     curves: learning curves (validation MAE against epoch) of spktrain runs, side by side.

@@ -358,14 +358,15 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
 
     # errors +0.3 and -0.1 on validation: 0.25 of the second cancels them; over15 follows that choice
     first, second = record("a", 0.3, 0.4), record("b", -0.1, 0.0)
-    blended = blend.blend_predictions(first, second, step=0.05)
-    assert blended["weight"] == pytest.approx(0.75)
+    blended = blend.blend_predictions([first, second], step=0.05)
+    assert blended["weights"] == pytest.approx([0.25, 0.75])
     assert blended["arrays"]["under14_val_predicted"] == pytest.approx(reference["under14_val"])
     assert blended["arrays"]["over15_predicted"] == pytest.approx(reference["over15"] + 0.1)
-    assert blended["validation_mae_by_weight"][0.0] == pytest.approx(0.3)
+    assert blended["validation_mae_by_weights"]["1,0"] == pytest.approx(0.3)
+    assert len(blended["validation_mae_by_weights"]) == 21
 
     result = blend.main(["--models", "a,b", "--label", "ab", "--out-dir", str(tmp_path)])
-    assert result["weight"] == pytest.approx(0.75) and result["orientation"] == "random"
+    assert result["weights"] == pytest.approx([0.25, 0.75]) and result["orientation"] == "random"
     assert result["splits"]["over15"]["mae_eV"] == pytest.approx(0.1)
     # the record keeps what its members were, since a label can later name another model
     assert result["member_models"] == ["a.pt", "b.pt"] and result["member_budgets"] == ["a budget", "b budget"]
@@ -373,16 +374,34 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
     # a weight chosen elsewhere is used as given, and the record says where it came from
     fixed = blend.main(["--models", "a,b", "--label", "ab_fixed", "--out-dir", str(tmp_path), "--weight", "0.5",
                         "--weight-from", "chosen on rotated validation"])
-    assert fixed["weight"] == 0.5 and "fixed, chosen on rotated validation" in fixed["budget"]
+    assert fixed["weights"] == [0.5, 0.5] and "fixed, chosen on rotated validation" in fixed["budget"]
     assert fixed["splits"]["over15"]["mae_eV"] == pytest.approx(0.2)
-    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        blend.blend_predictions(first, second, weight=1.5)
+    with pytest.raises(ValueError, match="summing to 1"):
+        blend.blend_predictions([first, second], weights=[-0.5, 1.5])
+
+    # three members: errors +0.3, -0.1 and -0.3 on validation; the grid finds a cancelling mixture
+    # (several do; the first in grid order is kept), and over15 follows it
+    third = record("c", -0.3, -0.2)
+    three = blend.main(["--models", "a,b,c", "--label", "abc", "--out-dir", str(tmp_path), "--step", "0.25"])
+    assert len(three["validation_mae_by_weights"]) == 15  # (4 + 2 choose 2) points of the 0.25 simplex grid
+    w = np.asarray(three["weights"])
+    assert w.sum() == pytest.approx(1.0) and 0.3 * w[0] - 0.1 * w[1] - 0.3 * w[2] == pytest.approx(0.0)
+    assert three["splits"]["under14_val"]["mae_eV"] == pytest.approx(0.0, abs=1e-12)
+    assert three["splits"]["over15"]["mae_eV"] == pytest.approx(abs(0.4 * w[0] - 0.2 * w[2]))
+    fixed3 = blend.blend_predictions([first, second, third], weights=[0.5, 0.25, 0.25])
+    assert fixed3["arrays"]["over15_predicted"] == pytest.approx(reference["over15"] + 0.15)
+    with pytest.raises(ValueError, match="one weight in"):
+        blend.blend_predictions([first, second, third], weights=[0.5, 0.5])
+    with pytest.raises(ValueError, match="at least two records"):
+        blend.blend_predictions([first])
+    with pytest.raises(ValueError, match="step dividing 1"):
+        blend.simplex_grid(3, 0.3)
 
     shifted = dict(second, over15_reference=reference["over15"] + 1.0)  # other molecules
     with pytest.raises(ValueError, match="different over15 molecules"):
-        blend.blend_predictions(first, shifted)
+        blend.blend_predictions([first, shifted])
     with pytest.raises(ValueError, match="under14_val"):
-        blend.blend_predictions({k: v for k, v in first.items() if "val" not in k}, second)
+        blend.blend_predictions([{k: v for k, v in first.items() if "val" not in k}, second])
 
 
 def test_scaling_times_a_model_file_through_the_calculators_code(model_path):
