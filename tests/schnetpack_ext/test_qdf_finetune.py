@@ -354,7 +354,7 @@ def test_local_cutoff30_continuations_differ_from_their_base_in_the_rate_and_cyc
 
 
 def test_painn_member_is_the_painn_baseline_on_qdfs_cutoff_with_a_cosine_cycle():
-    """``painn_qm9_member`` (the third member of ``qdf_qm9_hybrid``) changes the PaiNN baseline in
+    """``painn_qm9_member`` (the first PaiNN member of ``qdf_qm9_hybrid``) changes the PaiNN baseline in
     the cutoff (QDF's, so one neighbour list serves the average) and the schedule only."""
     baseline, member, qdf = _compose("painn_qm9_under14", "painn_qm9_member", "qdf_qm9_relu")
     assert member.globals.cutoff == qdf.globals.cutoff == 4.75 != baseline.globals.cutoff
@@ -365,3 +365,11 @@ def test_painn_member_is_the_painn_baseline_on_qdfs_cutoff_with_a_cosine_cycle()
         assert member.model.representation[key] == baseline.model.representation[key], key
     assert member.model.representation.radial_basis.n_rbf == baseline.model.representation.radial_basis.n_rbf
     assert member.globals.lr == baseline.globals.lr and member.data.batch_size == baseline.data.batch_size
+
+
+def test_second_painn_member_differs_from_the_first_in_the_training_seed_only():
+    """``painn_qm9_member2``: another training seed, the same split (its seed is separate)."""
+    first, second = _compose("painn_qm9_member", "painn_qm9_member2")
+    assert second.seed != first.seed and second.data.split_seed == first.data.split_seed == 1729
+    second.seed = first.seed
+    _assert_same_recipe_under_own_name(second, first, "painn_qm9_member2")
