@@ -34,8 +34,12 @@ def simplex_grid(n_members: int, step: float) -> np.ndarray:
         step: spacing of the grid; ``1 / step`` must be a whole number.
 
     Returns:
-        array ``(n_vectors, n_members)``, the last member's weight rising fastest.
+        array ``(n_vectors, n_members)`` in lexicographic order of the first ``n_members - 1``
+        weights (the last member takes the rest, so for two members B's weight falls from 1 to
+        0); a tie in the validation MAE goes to the first of these vectors.
     """
+    if not step > 0:
+        raise ValueError(f"the step must be positive, got {step}")
     parts = int(round(1.0 / step))
     if n_members < 2 or parts < 1 or abs(parts * step - 1.0) > 1e-9:
         raise ValueError(f"need at least two members and a step dividing 1, got {n_members} members, step {step}")

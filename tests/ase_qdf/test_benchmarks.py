@@ -369,7 +369,7 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
                                               "orientation": "random", "splits": {}}, arrays)
         return arrays
 
-    # errors +0.3 and -0.1 on validation: 0.25 of the second cancels them; over15 follows that choice
+    # errors +0.3 and -0.1 on validation: 0.75 of the second cancels them; over15 follows that choice
     first, second = record("a", 0.3, 0.4), record("b", -0.1, 0.0)
     blended = blend.blend_predictions([first, second], step=0.05)
     assert blended["weights"] == pytest.approx([0.25, 0.75])
@@ -385,10 +385,11 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
     assert result["member_models"] == ["a.pt", "b.pt"] and result["member_budgets"] == ["a budget", "b budget"]
     assert "| ab |" in extrapolation.write_report(tmp_path).read_text()
     # a weight chosen elsewhere is used as given, and the record says where it came from
-    fixed = blend.main(["--models", "a,b", "--label", "ab_fixed", "--out-dir", str(tmp_path), "--weight", "0.5",
+    # for two models one number is B's weight
+    fixed = blend.main(["--models", "a,b", "--label", "ab_fixed", "--out-dir", str(tmp_path), "--weight", "0.25",
                         "--weight-from", "chosen on rotated validation"])
-    assert fixed["weights"] == [0.5, 0.5] and "fixed, chosen on rotated validation" in fixed["budget"]
-    assert fixed["splits"]["over15"]["mae_eV"] == pytest.approx(0.2)
+    assert fixed["weights"] == [0.75, 0.25] and "fixed, chosen on rotated validation" in fixed["budget"]
+    assert fixed["splits"]["over15"]["mae_eV"] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="summing to 1"):
         blend.blend_predictions([first, second], weights=[-0.5, 1.5])
 
@@ -409,6 +410,9 @@ def test_blend_chooses_the_weight_on_validation_and_writes_a_record(tmp_path):
         blend.blend_predictions([first])
     with pytest.raises(ValueError, match="step dividing 1"):
         blend.simplex_grid(3, 0.3)
+    with pytest.raises(ValueError, match="positive"):
+        blend.simplex_grid(2, 0.0)
+    assert blend.simplex_grid(2, 0.5).tolist() == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
 
     shifted = dict(second, over15_reference=reference["over15"] + 1.0)  # other molecules
     with pytest.raises(ValueError, match="different over15 molecules"):
