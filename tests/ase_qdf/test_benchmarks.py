@@ -151,6 +151,36 @@ def test_screening_benchmark_on_larger_molecules(model_path):
     assert all(len(v) == 2 and max(v) == result["molecules_per_s"][k] for k, v in by_round.items())
 
 
+def test_screening_paths_each_run_the_model_they_are_named_after(model_path, monkeypatch):
+    """Each timed path calls its own model: a closure that read a loop variable late would time
+    the last model under every name, and the record would still look plausible."""
+    import importlib
+
+    from ase_qdf.benchmarks import screening
+    from ase_qdf.benchmarks.models import neighbor_cutoff
+
+    predict = importlib.import_module("ase_qdf.predict")  # the module; ase_qdf.predict is also a function
+    ran = []
+
+    def fake_predict(molecules, model=None, **kwargs):
+        ran.append((model.precision, model.model))
+        return np.zeros(len(molecules))
+
+    def fake_spk(model, molecules, cutoff, **kwargs):
+        ran.append((type(model.representation).__name__, cutoff))
+        return np.zeros(len(molecules))
+
+    monkeypatch.setattr(predict, "predict_energies", fake_predict)
+    monkeypatch.setattr(screening, "spk_energies", fake_spk)
+    also = predict.QDFEngine("qdf_qm9", device="cpu").model
+    screening.main(["--model", str(model_path), "--molecules", "2", "--repeats", "1", "--also", "qdf_qm9"])
+    (main_precision, main_model), (bf16_precision, bf16_model), (_, also_model), schnet, painn = ran
+    assert main_precision != "bf16" and bf16_precision == "bf16" and bf16_model is main_model
+    assert also_model is not main_model and also_model.qdf_sha256 == also.qdf_sha256
+    assert schnet == ("SchNet", neighbor_cutoff("schnet_qm9_under14"))
+    assert painn == ("PaiNN", neighbor_cutoff("painn_qm9_under14"))
+
+
 def test_screening_rounds_call_every_path_once_a_round_in_rotated_order():
     from ase_qdf.benchmarks.screening import _timed_in_rounds
 
