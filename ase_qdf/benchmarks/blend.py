@@ -23,6 +23,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ase_qdf.average import check_average_weights
+
 __all__ = ["blend_predictions", "simplex_grid", "main"]
 
 
@@ -99,10 +101,10 @@ def blend_predictions(records: Sequence[Mapping[str, np.ndarray]], step: float =
     if weights is None:
         chosen = grid[int(np.argmin(validation))]
     else:
-        chosen = np.asarray(weights, dtype=np.float64)
-        if chosen.shape != (len(records),) or (chosen < 0).any() or abs(chosen.sum() - 1.0) > 1e-6:
-            raise ValueError(f"give one weight in [0, 1] per record ({len(records)}), summing to 1; "
-                             f"got {list(weights)}")
+        try:  # the rule a model file's average obeys, so that the chosen weights can be written as one
+            chosen = np.asarray(check_average_weights(weights, len(records)), dtype=np.float64)
+        except ValueError as err:
+            raise ValueError(f"give one weight in [0, 1] per record ({len(records)}), summing to 1: {err}") from None
     arrays = {}
     for split in splits:
         arrays[f"{split}_predicted"] = chosen @ predictions(split)
