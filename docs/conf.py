@@ -35,7 +35,7 @@ extensions = [
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "figures/*.py", "benchmarks/*/run/*", "benchmarks/h200/*", "benchmarks/ablations/*", "benchmarks/training_qdf_fast/*", "benchmarks/training_qdf_relu_bf16/phase*/*", "benchmarks/training_qdf_relu_bf16/pilot_*/*", "benchmarks/training_qdf_relu_bf16/local/*"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "figures/*.py", "benchmarks/*/run/*", "benchmarks/h200/*", "benchmarks/ablations/*", "benchmarks/training_qdf_fast/*", "benchmarks/training_qdf_relu_bf16/phase*/*", "benchmarks/training_qdf_relu_bf16/pilot_*/*", "benchmarks/training_qdf_relu_bf16/local/*", "benchmarks/training_painn_member*/*"]
 
 # MyST: ```{directive} fences, $...$ maths, "(label)=" targets, anchors for headings.
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
