@@ -367,9 +367,12 @@ def test_painn_member_is_the_painn_baseline_on_qdfs_cutoff_with_a_cosine_cycle()
     assert member.globals.lr == baseline.globals.lr and member.data.batch_size == baseline.data.batch_size
 
 
-def test_second_painn_member_differs_from_the_first_in_the_training_seed_only():
-    """``painn_qm9_member2``: another training seed, the same split (its seed is separate)."""
-    first, second = _compose("painn_qm9_member", "painn_qm9_member2")
-    assert second.seed != first.seed and second.data.split_seed == first.data.split_seed == 1729
-    second.seed = first.seed
-    _assert_same_recipe_under_own_name(second, first, "painn_qm9_member2")
+@pytest.mark.parametrize("name", ["painn_qm9_member2", "painn_qm9_member3"])
+def test_further_painn_members_differ_from_the_first_in_the_training_seed_only(name):
+    """``painn_qm9_member2`` and ``_member3``: other training seeds, the same split (its seed is separate)."""
+    first, second, third = _compose("painn_qm9_member", "painn_qm9_member2", "painn_qm9_member3")
+    assert len({first.seed, second.seed, third.seed}) == 3
+    other = {"painn_qm9_member2": second, "painn_qm9_member3": third}[name]
+    assert other.data.split_seed == first.data.split_seed == 1729
+    other.seed = first.seed
+    _assert_same_recipe_under_own_name(other, first, name)
