@@ -1,6 +1,7 @@
 """The benchmark harness runs (tiny sizes); timings themselves are not tested."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -115,6 +116,41 @@ def test_errors_by_size_pools_per_size():
     assert result["mae_eV"] == 2.0 and result["mean_signed_error_eV"] == 2.0 / 3.0
     assert result["by_n_atoms"][5] == {"n": 2, "mae_eV": 1.5, "rmse_eV": np.sqrt(2.5), "mean_signed_error_eV": -0.5}
     assert result["by_n_atoms"][6]["mean_signed_error_eV"] == 3.0
+
+
+def test_growth_with_size_compares_the_ratio_of_errors_with_the_ratio_of_sizes(tmp_path):
+    from ase_qdf.benchmarks import extrapolation
+
+    rng = np.random.default_rng(0)
+    n_atoms = np.concatenate([np.full(4000, 15), rng.choice([27, 28, 29], 400)])
+    size_ratio = n_atoms[n_atoms >= 27].mean() / 15
+    # an error proportional to the number of atoms grows exactly as the size: not sub-linear
+    linear = extrapolation.growth_with_size(0.004 * n_atoms * rng.choice([-1, 1], n_atoms.size), n_atoms)
+    assert linear["ratio"] == pytest.approx(size_ratio) and linear["size_ratio"] == pytest.approx(size_ratio)
+    assert not linear["sublinear"]
+    # the same scatter at every size: ratio about 1, the interval well below the size ratio
+    flat = extrapolation.growth_with_size(rng.normal(0, 0.05, n_atoms.size), n_atoms)
+    assert flat["ratio_low"] < flat["ratio"] < flat["ratio_high"] < size_ratio and flat["sublinear"]
+    assert 0.85 < flat["ratio"] < 1.15 and (flat["n_small"], flat["n_large"]) == (4000, 400)
+    # a scatter 0.95 times the size ratio larger on only 40 large molecules: the interval
+    # straddles the size ratio, so it is not called sub-linear
+    few = np.concatenate([np.full(4000, 15), np.full(40, 27)])
+    close = rng.normal(0, 0.05, few.size) * np.where(few == 27, 0.95 * 27 / 15, 1.0)
+    close_growth = extrapolation.growth_with_size(close, few)
+    assert close_growth["ratio_low"] < 27 / 15 < close_growth["ratio_high"] and not close_growth["sublinear"]
+    with pytest.raises(ValueError, match="27, 28, 29"):
+        extrapolation.growth_with_size(np.ones(3), np.array([15, 16, 17]))
+
+    # the report's growth table covers the records with saved over15 predictions, and says how each grows
+    for label, errors in (("flat", rng.normal(0, 0.05, n_atoms.size)), ("steep", 0.01 * n_atoms**2)):
+        extrapolation.write_record(tmp_path, {"label": label, "budget": "", "splits": {}},
+                                   {"over15_predicted": errors, "over15_reference": np.zeros(n_atoms.size),
+                                    "over15_n_atoms": n_atoms})
+    (tmp_path / "extrapolation_no_predictions.json").write_text(json.dumps({"label": "no_predictions", "splits": {}}))
+    text = extrapolation.write_report(tmp_path).read_text()
+    growth = text.split("## Growth with size")[1]
+    assert re.search(r"\| flat \|[^\n]*\| yes \|", growth) and re.search(r"\| steep \|[^\n]*\| no \|", growth)
+    assert "no_predictions" not in growth
 
 
 def test_rotation_benchmark_on_a_model_file(tmp_path, model_path):
