@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -95,17 +94,16 @@ def errors_by_size(predicted: np.ndarray, reference: np.ndarray, n_atoms: np.nda
         reference: reference energies (eV).
         n_atoms: number of atoms of every molecule.
     """
-    error = np.asarray(predicted) - np.asarray(reference)
-    by_size = defaultdict(list)
-    for n, e in zip(n_atoms, error):
-        by_size[int(n)].append(e)
+    error = np.asarray(predicted, dtype=float) - np.asarray(reference, dtype=float)
+    n_atoms = np.asarray(n_atoms)
+    by_size = {int(n): error[n_atoms == n] for n in np.unique(n_atoms)}
     return {
         "n": int(len(error)),
         "mae_eV": float(np.abs(error).mean()),
         "rmse_eV": float(np.sqrt((error**2).mean())),
         "mean_signed_error_eV": float(error.mean()),
         "by_n_atoms": {
-            n: {"n": len(v), "mae_eV": float(np.abs(v).mean()), "rmse_eV": float(np.sqrt(np.mean(np.square(v)))),
+            n: {"n": int(v.size), "mae_eV": float(np.abs(v).mean()), "rmse_eV": float(np.sqrt(np.mean(np.square(v)))),
                 "mean_signed_error_eV": float(np.mean(v))}
             for n, v in sorted(by_size.items())
         },
