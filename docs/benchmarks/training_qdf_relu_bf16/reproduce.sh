@@ -24,8 +24,8 @@
 # 3.0 Å (`qdf_qm9_relu_phase27_local_cutoff30`, 10 epochs, then `..._continued`, 6 more, then phase 28,
 # `qdf_qm9_relu_phase28_local_cutoff30_continued2`, 8 more, then the same recipe three more times, phases 29-31;
 # about 6.8 h wall on the 2-core CPU, mostly one thread), averaged with the shipped file at weight 0.4 (`qdf average`).
-# qdf_qm9_hybrid: that average with two PaiNN models (`painn_qm9_member`, `painn_qm9_member2`, 65 min each on the
-# 2-core CPU) at weights 0.35 and 0.25.
+# qdf_qm9_hybrid: that average with three PaiNN models (`painn_qm9_member`, `painn_qm9_member2`, `painn_qm9_member3`,
+# about 65 min each on the 2-core CPU) at weights 0.20, 0.15 and 0.30.
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
@@ -109,24 +109,30 @@ qdf average ase_qdf/models/qdf_qm9.pt $RUNS/qdf_qm9_phase31_local_cutoff30_conti
 qdf benchmark extrapolation --model qdf_qm9_phase31_local_cutoff30_continued5=$RUNS/qdf_qm9_phase31_local_cutoff30_continued5.pt \
   --splits test,val --over15 -1
 qdf benchmark blend --models qdf_qm9_shipped,qdf_qm9_phase31_local_cutoff30_continued5 --label qdf_qm9_average
-# qdf_qm9_hybrid: the average's two QDF members and two PaiNN members (40 epochs on QDF's 4.75 Å cutoff, training seeds
-# 1729 and 2718, the same split), weights chosen on validation on a simplex grid
+# qdf_qm9_hybrid: the average's two QDF members and three PaiNN members (40 epochs on QDF's 4.75 Å cutoff, training
+# seeds 1729, 2718 and 3141, the same split), weights chosen on validation on a simplex grid
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member run.path=$RUNS run.id=painn_member logger=csv \
   data.num_workers=0 data.num_val_workers=0
 qdf export $RUNS/painn_member/best_model $RUNS/painn_qm9_member.pt --trust-pickle --meta experiment=painn_qm9_member
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member2 run.path=$RUNS run.id=painn_member2 logger=csv \
   data.num_workers=0 data.num_val_workers=0
 qdf export $RUNS/painn_member2/best_model $RUNS/painn_qm9_member2.pt --trust-pickle --meta experiment=painn_qm9_member2
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member3 run.path=$RUNS run.id=painn_member3 logger=csv \
+  data.num_workers=0 data.num_val_workers=0
+qdf export $RUNS/painn_member3/best_model $RUNS/painn_qm9_member3.pt --trust-pickle --meta experiment=painn_qm9_member3
 qdf benchmark extrapolation --model painn_qm9_member=$RUNS/painn_qm9_member.pt \
-  --model painn_qm9_member2=$RUNS/painn_qm9_member2.pt --splits test,val --over15 -1
+  --model painn_qm9_member2=$RUNS/painn_qm9_member2.pt --model painn_qm9_member3=$RUNS/painn_qm9_member3.pt \
+  --splits test,val --over15 -1
 qdf benchmark blend --models painn_qm9_member,painn_qm9_member2 --label painn_qm9_pair
-qdf benchmark blend --models qdf_qm9_average,painn_qm9_member,painn_qm9_member2 --label qdf_qm9_hybrid
+qdf benchmark blend --models painn_qm9_member,painn_qm9_member2,painn_qm9_member3 --label painn_qm9_trio
+qdf benchmark blend --models qdf_qm9_average,painn_qm9_member,painn_qm9_member2,painn_qm9_member3 --label qdf_qm9_hybrid
 qdf average ase_qdf/models/qdf_qm9.pt $RUNS/qdf_qm9_phase31_local_cutoff30_continued5.pt $RUNS/painn_qm9_member.pt \
-  $RUNS/painn_qm9_member2.pt --weights 0.24,0.16,0.35,0.25 -o ase_qdf/models/qdf_qm9_hybrid.pt --register qdf_qm9_hybrid \
-  --not-default \
-  --meta "weights_chosen_on=under14 validation as stored (qdf benchmark blend --models qdf_qm9_average,painn_qm9_member,painn_qm9_member2, simplex grid 0.05): 0.0287 eV against 0.0398 for qdf_qm9_average alone and 0.0333 for the two PaiNN members alone; weights 0.40 / 0.35 / 0.25, the QDF members in qdf_qm9_average's proportions 0.6 / 0.4" \
+  $RUNS/painn_qm9_member2.pt $RUNS/painn_qm9_member3.pt --weights 0.21,0.14,0.20,0.15,0.30 \
+  -o ase_qdf/models/qdf_qm9_hybrid.pt --register qdf_qm9_hybrid --not-default \
+  --meta "weights_chosen_on=under14 validation as stored (qdf benchmark blend --models qdf_qm9_average,painn_qm9_member,painn_qm9_member2,painn_qm9_member3, simplex grid 0.05): 0.0276 eV against 0.0398 for qdf_qm9_average alone and 0.0310 for the three PaiNN members alone; weights 0.35 / 0.20 / 0.15 / 0.30, the QDF members in qdf_qm9_average's proportions 0.6 / 0.4" \
   --meta "first_member=the shipped qdf_qm9 (phase 25, molecule-wide normalisation)" \
   --meta "second_member=qdf_qm9_relu_phase28_local_cutoff30_continued2 from phase 30's export, phase 31 (local normalisation, local_cutoff 3.0 Å)" \
   --meta "third_member=PaiNN (spktrain experiment=painn_qm9_member, 40 epochs on the 2-core CPU, 4.75 Å cutoff, seed 1729)" \
   --meta "fourth_member=PaiNN (spktrain experiment=painn_qm9_member2, the third member's recipe with seed 2718)" \
+  --meta "fifth_member=PaiNN (spktrain experiment=painn_qm9_member3, the third member's recipe with seed 3141)" \
   --meta "dataset=QM9 under14 (qm9pack), U0"
