@@ -132,25 +132,46 @@ def test_growth_with_size_compares_the_ratio_of_errors_with_the_ratio_of_sizes(t
     flat = extrapolation.growth_with_size(rng.normal(0, 0.05, n_atoms.size), n_atoms)
     assert flat["ratio_low"] < flat["ratio"] < flat["ratio_high"] < size_ratio and flat["sublinear"]
     assert 0.85 < flat["ratio"] < 1.15 and (flat["n_small"], flat["n_large"]) == (4000, 400)
-    # a scatter 0.95 times the size ratio larger on only 40 large molecules: the interval
-    # straddles the size ratio, so it is not called sub-linear
+    # a 95 % interval: its width is that of the normal approximation (delta method) to within 8 %
+    # (a 90 % interval would be 16 % narrower, a 99 % one 31 % wider)
+    absolute = np.abs(rng.normal(0, 0.05, n_atoms.size))
+    wide = extrapolation.growth_with_size(absolute, n_atoms)
+    small, large = absolute[n_atoms == 15], absolute[n_atoms >= 27]
+    relative_se = np.sqrt(small.var() / small.size / small.mean()**2 + large.var() / large.size / large.mean()**2)
+    expected_width = 2 * 1.96 * wide["ratio"] * relative_se
+    assert wide["ratio_high"] - wide["ratio_low"] == pytest.approx(expected_width, rel=0.08)
+
+    # the point ratio below the size ratio is not enough: 40 large molecules with widely spread
+    # errors (mean 1.7 times the small ones') leave an interval across the size ratio
     few = np.concatenate([np.full(4000, 15), np.full(40, 27)])
-    close = rng.normal(0, 0.05, few.size) * np.where(few == 27, 0.95 * 27 / 15, 1.0)
+    close = np.concatenate([np.full(4000, 0.05), np.tile([0.02, 0.15], 20)])
     close_growth = extrapolation.growth_with_size(close, few)
+    assert close_growth["ratio"] == pytest.approx(1.7) and close_growth["ratio"] < 27 / 15
     assert close_growth["ratio_low"] < 27 / 15 < close_growth["ratio_high"] and not close_growth["sublinear"]
+
+    # the groups are resampled independently: equal groups still give a spread of ratios
+    twins = np.concatenate([np.full(300, 15), np.full(300, 27)])
+    same = np.tile(rng.normal(0, 0.05, 300), 2)
+    assert extrapolation.growth_with_size(same, twins)["ratio_high"] > 1.05
+    # every resample counted, also when a large group is drawn in several blocks
+    big = np.concatenate([np.full(20_000, 15), np.full(50, 27)])
+    assert extrapolation.growth_with_size(np.ones(big.size), big, resamples=250)["resamples"] == 250
     with pytest.raises(ValueError, match="27, 28, 29"):
         extrapolation.growth_with_size(np.ones(3), np.array([15, 16, 17]))
 
     # the report's growth table covers the records with saved over15 predictions, and says how each grows
-    for label, errors in (("flat", rng.normal(0, 0.05, n_atoms.size)), ("steep", 0.01 * n_atoms**2)):
+    for label, errors, sizes in (("flat", rng.normal(0, 0.05, n_atoms.size), n_atoms),
+                                 ("steep", 0.01 * n_atoms**2, n_atoms), ("close", close, few),
+                                 ("no_large", np.ones(3), np.array([15, 16, 17]))):
         extrapolation.write_record(tmp_path, {"label": label, "budget": "", "splits": {}},
-                                   {"over15_predicted": errors, "over15_reference": np.zeros(n_atoms.size),
-                                    "over15_n_atoms": n_atoms})
+                                   {"over15_predicted": errors, "over15_reference": np.zeros(sizes.size),
+                                    "over15_n_atoms": sizes})
     (tmp_path / "extrapolation_no_predictions.json").write_text(json.dumps({"label": "no_predictions", "splits": {}}))
     text = extrapolation.write_report(tmp_path).read_text()
     growth = text.split("## Growth with size")[1]
     assert re.search(r"\| flat \|[^\n]*\| yes \|", growth) and re.search(r"\| steep \|[^\n]*\| no \|", growth)
-    assert "no_predictions" not in growth
+    assert re.search(r"\| close \|[^\n]*\| undecided \|", growth)
+    assert "no_predictions" not in growth and "no_large" not in growth
 
 
 def test_rotation_benchmark_on_a_model_file(tmp_path, model_path):

@@ -25,7 +25,8 @@
 # `qdf_qm9_relu_phase28_local_cutoff30_continued2`, 8 more, then the same recipe three more times, phases 29-31;
 # about 6.8 h wall on the 2-core CPU, mostly one thread), averaged with the shipped file at weight 0.4 (`qdf average`).
 # qdf_qm9_hybrid: that average with three PaiNN models (`painn_qm9_member`, `painn_qm9_member2`, `painn_qm9_member3`,
-# about 65 min each on the 2-core CPU) at weights 0.20, 0.15 and 0.30.
+# 65 min, 65 min and 1 h 51 min on the 2-core CPU, the last in two parts, partly beside CI runs) at weights 0.20, 0.15
+# and 0.30.
 # Every spktrain command resumes from checkpoints/last.ckpt when re-run after an
 # interruption. accelerator: auto.
 # The session-4 phase 2 stopped at its 7 min 40 s time limit after 19 of the 20 epochs.
