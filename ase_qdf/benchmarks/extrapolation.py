@@ -232,15 +232,16 @@ def pooled_by_size(by_size: Dict, sizes: Sequence[int], key: str = "mae_eV") -> 
 
 def growth_with_size(errors: np.ndarray, n_atoms: np.ndarray, small: Sequence[int] = GROWTH_SIZES[0],
                      large: Sequence[int] = GROWTH_SIZES[1], resamples: int = GROWTH_BOOTSTRAP,
-                     seed: int = GROWTH_SEED) -> Dict[str, float]:
+                     seed: int = GROWTH_SEED) -> Dict[str, object]:
     """How much the MAE grows from the ``small`` to the ``large`` molecules, with a 95 % interval.
 
     The issue's question is whether the error grows less than linearly with size, read
     here as less than in proportion to the number of atoms (an error a + bN with a > 0
     also passes). An error proportional to the number of atoms gives ``ratio ==
     size_ratio`` (the mean size of the large molecules over that of the small ones);
-    ``sublinear`` is true only when the whole percentile-bootstrap interval of the ratio
-    lies below ``size_ratio``.
+    ``verdict`` is ``"yes"`` (sub-linear; ``sublinear`` true) only when the whole
+    percentile-bootstrap interval of the ratio lies below ``size_ratio``, ``"no"`` when it
+    lies on or above it, else ``"undecided"``.
     The few hundred 27–29-atom molecules make a single ratio noisy, hence the interval;
     the two groups are resampled independently.
 
@@ -256,10 +257,11 @@ def growth_with_size(errors: np.ndarray, n_atoms: np.ndarray, small: Sequence[in
         ValueError: a group without molecules.
     """
     absolute, n_atoms = np.abs(np.asarray(errors, dtype=float)), np.asarray(n_atoms)
-    groups = [absolute[np.isin(n_atoms, sizes)] for sizes in (small, large)]
-    for sizes, group in zip((small, large), groups):
-        if group.size == 0:
+    masks = [np.isin(n_atoms, sizes) for sizes in (small, large)]
+    for sizes, mask in zip((small, large), masks):
+        if not mask.any():
             raise ValueError(f"no molecules with {', '.join(map(str, sizes))} atoms")
+    groups = [absolute[mask] for mask in masks]
     rng = np.random.default_rng(seed)
 
     def resampled_means(group: np.ndarray) -> np.ndarray:
@@ -270,11 +272,13 @@ def growth_with_size(errors: np.ndarray, n_atoms: np.ndarray, small: Sequence[in
 
     ratios = resampled_means(groups[1]) / resampled_means(groups[0])
     low, high = np.percentile(ratios, [2.5, 97.5])
-    size_ratio = float(n_atoms[np.isin(n_atoms, large)].mean() / n_atoms[np.isin(n_atoms, small)].mean())
+    size_ratio = float(n_atoms[masks[1]].mean() / n_atoms[masks[0]].mean())
+    verdict = "yes" if high < size_ratio else ("no" if low >= size_ratio else "undecided")
     return {"mae_small_eV": float(groups[0].mean()), "mae_large_eV": float(groups[1].mean()),
             "n_small": int(groups[0].size), "n_large": int(groups[1].size),
             "ratio": float(groups[1].mean() / groups[0].mean()), "ratio_low": float(low), "ratio_high": float(high),
-            "size_ratio": size_ratio, "sublinear": bool(high < size_ratio), "resamples": int(ratios.size)}
+            "size_ratio": size_ratio, "verdict": verdict, "sublinear": verdict == "yes",
+            "resamples": int(ratios.size)}
 
 
 def _growth_section(results: List[Dict], out_dir: Path) -> List[str]:
@@ -291,11 +295,9 @@ def _growth_section(results: List[Dict], out_dir: Path) -> List[str]:
         if not all(np.isin(n_atoms, sizes).any() for sizes in GROWTH_SIZES):
             continue  # a subset without molecules of one of the two groups
         growth = growth_with_size(data["over15_predicted"] - data["over15_reference"], n_atoms)
-        verdict = "yes" if growth["sublinear"] else ("no" if growth["ratio_low"] >= growth["size_ratio"] else
-                                                      "undecided")
         rows.append(f"| {r['label']} | {growth['mae_small_eV']:.4f} ({growth['n_small']}) | "
                     f"{growth['mae_large_eV']:.4f} ({growth['n_large']}) | {growth['ratio']:.2f} | "
-                    f"{growth['ratio_low']:.2f}–{growth['ratio_high']:.2f} | {growth['size_ratio']:.2f} | {verdict} |")
+                    f"{growth['ratio_low']:.2f}–{growth['ratio_high']:.2f} | {growth['size_ratio']:.2f} | {growth['verdict']} |")
     if not rows:
         return []
     return ["## Growth with size", "",

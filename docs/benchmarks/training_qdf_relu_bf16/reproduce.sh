@@ -112,18 +112,13 @@ qdf benchmark extrapolation --model qdf_qm9_phase31_local_cutoff30_continued5=$R
 qdf benchmark blend --models qdf_qm9_shipped,qdf_qm9_phase31_local_cutoff30_continued5 --label qdf_qm9_average
 # qdf_qm9_hybrid: the average's two QDF members and three PaiNN members (40 epochs on QDF's 4.75 Å cutoff, training
 # seeds 1729, 2718 and 3141, the same split), weights chosen on validation on a simplex grid
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member run.path=$RUNS run.id=painn_member logger=csv \
-  data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/painn_member/best_model $RUNS/painn_qm9_member.pt --trust-pickle --meta experiment=painn_qm9_member
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member2 run.path=$RUNS run.id=painn_member2 logger=csv \
-  data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/painn_member2/best_model $RUNS/painn_qm9_member2.pt --trust-pickle --meta experiment=painn_qm9_member2
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member3 run.path=$RUNS run.id=painn_member3 logger=csv \
-  data.num_workers=0 data.num_val_workers=0
-qdf export $RUNS/painn_member3/best_model $RUNS/painn_qm9_member3.pt --trust-pickle --meta experiment=painn_qm9_member3
-qdf benchmark extrapolation --model painn_qm9_member=$RUNS/painn_qm9_member.pt \
-  --model painn_qm9_member2=$RUNS/painn_qm9_member2.pt --model painn_qm9_member3=$RUNS/painn_qm9_member3.pt \
-  --splits test,val --over15 -1
+for k in "" 2 3; do   # painn_qm9_member, painn_qm9_member2, painn_qm9_member3
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} spktrain experiment=painn_qm9_member$k run.path=$RUNS run.id=painn_member$k \
+    logger=csv data.num_workers=0 data.num_val_workers=0
+  qdf export $RUNS/painn_member$k/best_model $RUNS/painn_qm9_member$k.pt --trust-pickle \
+    --meta experiment=painn_qm9_member$k
+  qdf benchmark extrapolation --model painn_qm9_member$k=$RUNS/painn_qm9_member$k.pt --splits test,val --over15 -1
+done
 qdf benchmark blend --models painn_qm9_member,painn_qm9_member2 --label painn_qm9_pair
 qdf benchmark blend --models painn_qm9_member,painn_qm9_member2,painn_qm9_member3 --label painn_qm9_trio
 qdf benchmark blend --models qdf_qm9_average,painn_qm9_member,painn_qm9_member2,painn_qm9_member3 --label qdf_qm9_hybrid
